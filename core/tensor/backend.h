@@ -1,0 +1,188 @@
+#pragma once
+// Backend: the compute interface the model and runtime are written against.
+//
+// Every op takes plain Tensors (contiguous, row-major) that live on this backend's device.
+// Conventions shared by all backends:
+//  - Each floating tensor argument may be F32, F16 or BF16 independently; ops read any of them and
+//    write the output's dtype. Arithmetic happens in fp32 (fp32 accumulation).
+//  - The CPU backend only ever allocates F32; the CUDA backend stores activations in act_dtype()
+//    (BF16) and keeps the residual stream and modulation tensors in F32 (the model asks for them).
+//  - "rows" means the tensor seen as [rows(), cols()] (all leading dims flattened).
+//  - Ops never synchronise with the host, except download() and synchronize().
+//  - Shapes are checked; a mismatch throws ShapeError naming the op and both shapes.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+
+namespace vmla {
+
+enum class Activation : uint8_t { None = 0, GeluTanh = 1, Silu = 2, Relu = 3 };
+
+// Owning device memory; freed through the backend that made it.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(class Backend* be, void* p, size_t bytes) : be_(be), p_(p), bytes_(bytes) {}
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer();
+  void* data() const { return p_; }
+  size_t bytes() const { return bytes_; }
+  Tensor as(DType dt, Shape s) const;  // a view of the whole buffer (or its prefix)
+
+ private:
+  class Backend* be_ = nullptr;
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// A tensor together with the buffer it owns (weights, caches, long-lived state).
+struct OwnedTensor {
+  Buffer buf;
+  Tensor t;
+};
+
+// Parameters of the rotary embedding: per rotated pair p (0..npairs-1) an axis a(p) in {0,1,2}
+// (t, h, w) and a frequency f(p); the pair at columns (off+2p, off+2p+1) of every head is rotated by
+// angle = pos[token][a(p)] * f(p). Adjacent-element pairs (Wan convention, not rotate-half).
+struct RopeSpec {
+  Tensor freqs;  // [npairs] F32
+  Tensor axes;   // [npairs] I32
+  int npairs = 0;
+};
+
+struct MemoryInfo {
+  size_t device_used = 0, device_total = 0;  // 0 when unknown
+  size_t allocated_by_engine = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;         // "cpu", "cuda"
+  virtual std::string device_name() const = 0;  // "AMD EPYC ... (2 threads)", "NVIDIA H100 80GB HBM3"
+  virtual Device device() const = 0;
+  virtual DType act_dtype() const = 0;  // storage type for activations and weights
+  virtual MemoryInfo memory_info() const = 0;
+
+  // ---- memory --------------------------------------------------------------------------------
+  // Throws OutOfMemory with the size asked and what is free.
+  virtual Buffer alloc_bytes(size_t bytes) = 0;
+  virtual void free_bytes(void* p, size_t bytes) = 0;
+  OwnedTensor alloc(Shape s, DType dt);
+  // Host <-> device. `host` holds numel elements of `host_dtype` (converted on the way).
+  virtual void upload(const void* host, DType host_dtype, Tensor dst) = 0;
+  virtual void download(Tensor src, void* host, DType host_dtype) = 0;  // synchronises
+  virtual void synchronize() = 0;
+
+  // ---- data movement --------------------------------------------------------------------------
+  // dst = src (same numel; converts dtype).
+  virtual void copy(Tensor src, Tensor dst) = 0;
+  // dst rows [dst_row, dst_row+n) = src rows [src_row, src_row+n); both seen as [rows, cols] with
+  // equal cols.
+  virtual void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n) = 0;
+  virtual void fill(Tensor dst, float value) = 0;
+  // out [T, H*(da+db)] from a [T, H*da] and b [T, Hb*db] with Hb = 1 (broadcast to every head) or
+  // H: each head of out is [a_h ; b_h].
+  virtual void concat_heads(Tensor a, int da, Tensor b, int db, int heads, Tensor out) = 0;
+  // out [N, Ca+Cb, H, W] = channel concat of a [N, Ca, H, W] and b [N, Cb, H, W].
+  virtual void concat_channels(Tensor a, Tensor b, Tensor out) = 0;
+
+  // ---- elementwise ---------------------------------------------------------------------------
+  // out = alpha * x + beta * y (y may be empty when beta == 0). out may alias x or y.
+  virtual void axpby(float alpha, Tensor x, float beta, Tensor y, Tensor out) = 0;
+  virtual void activation(Tensor x, Tensor out, Activation act) = 0;
+  // out = c * tanh(x / c)
+  virtual void tanh_clamp(Tensor x, Tensor out, float c) = 0;
+  // out [F, K*D]: out[f, k*D + d] = table[k*D + d] + src[f, (src has K*D cols) ? k*D + d : d].
+  virtual void add_modulation(Tensor src, Tensor table, Tensor out) = 0;
+
+  // ---- linear algebra ------------------------------------------------------------------------
+  // y [M, N] = act(x [M, K] @ w[N, K]^T + b[N]); b may be empty.
+  virtual void linear(Tensor x, Tensor w, Tensor b, Tensor y, Activation act = Activation::None) = 0;
+  // Strided batched GEMM on raw views, column-major free: for i in batch,
+  //   C_i [M, N] = alpha * op(A_i) @ op(B_i) + beta * C_i,
+  // with op(X) = X or X^T (trans flags); A_i starts at A.data + i*strideA elements with leading
+  // (row) stride lda, likewise B and C. All three tensors may be any float dtype.
+  struct GemmBatched {
+    Tensor A, B, C;
+    bool transA = false, transB = false;
+    int64_t M = 0, N = 0, K = 0;
+    int64_t lda = 0, ldb = 0, ldc = 0;
+    int64_t strideA = 0, strideB = 0, strideC = 0;
+    int64_t batch = 1;
+    float alpha = 1.f, beta = 0.f;
+  };
+  virtual void gemm_batched(const GemmBatched& p) = 0;
+
+  // ---- normalisation and modulation (eps per call; statistics in fp32) ------------------------
+  // y = LN(x) * w + b over the last dim; w, b may be empty (no affine).
+  virtual void layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) = 0;
+  // y = x / rms(x) * w over the last dim; w may be empty.
+  virtual void rms_norm(Tensor x, Tensor w, Tensor y, float eps) = 0;
+  // y [T, D] = LN(x)[T, D] * (1 + scale) + shift, where row i uses frame f = i / rows_per_frame and
+  // shift = mod[f, shift_idx*D : (shift_idx+1)*D], scale likewise; mod is [F, K*D] (F32).
+  virtual void ln_modulate(Tensor x, Tensor mod, int shift_idx, int scale_idx, int64_t rows_per_frame,
+                           Tensor y, float eps) = 0;
+  // x [T, D] += gate * y with gate = mod[i / rows_per_frame, gate_idx*D ...]; gate_idx < 0: no gate.
+  virtual void gated_residual(Tensor x, Tensor y, Tensor mod, int gate_idx, int64_t rows_per_frame) = 0;
+
+  // ---- attention -----------------------------------------------------------------------------
+  // x [T, heads*head_stride]: rotate, in place, the pairs starting at column `offset` of each head
+  // using pos [T, 3] (I32: t, h, w).
+  virtual void rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) = 0;
+  // out [Tq, H*dv] = softmax(q k^T * scale) v per head; q [Tq, H*dk], k [Tk, Hk*dk], v [Tk, Hk*dv],
+  // Hk = H (MHA) or 1 (shared key/value, MQA: the absorbed MLA path). Full (non-causal) attention.
+  virtual void attention(Tensor q, Tensor k, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,
+                         float scale) = 0;
+
+  // ---- video layout --------------------------------------------------------------------------
+  // x [F, C, H, W] -> tokens [F*(H/ph)*(W/pw), C*ph*pw] (pt = 1), token order frame, row, column;
+  // column index c*ph*pw + p*pw + q (matches a PyTorch conv weight [dim, C, 1, ph, pw] flattened).
+  virtual void patchify(Tensor x, int ph, int pw, Tensor tokens) = 0;
+  // tokens [F*h*w, ph*pw*C] with column index (p*pw + q)*C + c (Wan head layout) -> x [F, C, h*ph, w*pw].
+  virtual void unpatchify(Tensor tokens, int ph, int pw, Tensor x) = 0;
+  // y [N, Cout, Ho, Wo] = conv2d(x [N, Cin, H, W], w [Cout, Cin, kh, kw]) + b, zero padding `pad`.
+  virtual void conv2d(Tensor x, Tensor w, Tensor b, Tensor y, int stride, int pad, Activation act = Activation::None) = 0;
+  // y [N, C, 2H, 2W] nearest-neighbour.
+  virtual void upsample2x(Tensor x, Tensor y) = 0;
+  // Token embedding lookup: out [n, D] = table[ids[i]] (ids on the host).
+  virtual void embedding(Tensor table, const int32_t* ids, int64_t n, Tensor out) = 0;
+  // x [F, 3, H, W] in [0, 1] -> rgb [F, H, W, 3] U8 (rounded, clamped).
+  virtual void to_rgb8(Tensor x, Tensor rgb) = 0;
+};
+
+// "cpu", "cuda" or "auto" (CUDA when a device is present). Throws DeviceError with the reason.
+std::unique_ptr<Backend> create_backend(const std::string& name);
+std::unique_ptr<Backend> create_cpu_backend(int threads = 0);  // 0: all cores
+#ifdef VMLA_WITH_CUDA
+std::unique_ptr<Backend> create_cuda_backend(int device = 0);
+int cuda_device_count();  // 0 without a driver or device; never throws
+#endif
+bool cuda_available();
+
+// Per-pass scratch: bump allocation from blocks that are allocated on first use and reused after
+// reset(), so steady-state passes allocate nothing.
+class Arena {
+ public:
+  explicit Arena(Backend* be, size_t block_bytes = size_t(64) << 20) : be_(be), block_bytes_(block_bytes) {}
+  Tensor tensor(Shape s, DType dt);
+  void reset();
+  size_t capacity() const;
+  size_t high_water() const { return high_water_; }
+
+ private:
+  struct Block { Buffer buf; size_t used = 0; };
+  Backend* be_;
+  size_t block_bytes_;
+  std::vector<Block> blocks_;
+  size_t cur_ = 0, in_use_ = 0, high_water_ = 0;
+};
+
+}  // namespace vmla
