@@ -1,0 +1,119 @@
+#pragma once
+// Session: chunk-by-chunk streaming generation on one model (docs/MODEL.md section 4).
+//
+// Threading: a Session is used by one thread at a time (the studio's worker, the CLI's main thread).
+// cancel_requested() is polled between passes; a cancelled chunk leaves the session exactly at the
+// previous chunk boundary (nothing half-written in the cache).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/model/model.h"
+
+namespace vmla {
+
+enum class AttnPath : uint8_t { Auto, Expanded, Absorbed };
+const char* attn_path_name(AttnPath p);
+AttnPath parse_attn_path(const std::string& s);  // "auto" | "expanded" | "absorbed"; throws Error
+
+struct SessionOptions {
+  int sink_frames = -1;    // latent frames; -1: the model's default
+  int window_frames = -1;  // latent frames; -1: the model's default
+  int steps = -1;          // denoising steps; -1: the model's timestep list; N: t_i = 1000 * (1 - i/N)
+  AttnPath attn_path = AttnPath::Auto;
+  bool decode = true;      // run the decoder and deliver frames
+};
+
+struct ChunkSpec {
+  std::string prompt;
+  uint64_t seed = 0;
+  bool recache = false;  // on a prompt change: re-run the window under the new prompt (smooth transition)
+};
+
+// Frames of one chunk, valid only during the callback.
+struct FrameBatch {
+  int chunk = 0;
+  int64_t first_frame = 0;  // index of the first frame in the whole video
+  int count = 0;
+  int width = 0, height = 0;
+  const uint8_t* rgb = nullptr;  // [count, height, width, 3]
+};
+
+struct Progress {
+  int chunk = 0;
+  int pass = 0;    // passes finished in this chunk
+  int passes = 0;  // passes per chunk (steps + 1 cache pass [+ re-cache passes])
+  double chunk_elapsed_s = 0;
+};
+
+struct Metrics {
+  int chunks = 0;
+  int64_t frames = 0;
+  int64_t cached_tokens = 0;
+  size_t cache_bytes = 0;           // cache in use now, all layers, in the backend's storage type
+  size_t cache_capacity_bytes = 0;  // allocated for sink + window
+  size_t mha_cache_bytes = 0;       // what an MHA cache would need for the same tokens
+  size_t snapshot_bytes = 0;        // all boundary snapshots kept by the session
+  size_t device_used = 0, device_total = 0, engine_bytes = 0;
+  double ms_last_pass = 0, ms_avg_pass = 0;
+  double ms_last_chunk = 0, ms_avg_chunk = 0;  // DiT + decoder
+  double ms_last_decode = 0;
+  double fps = 0;              // video frames generated per second (last chunk)
+  double realtime_factor = 0;  // fps / model fps
+  double seconds_generated = 0;
+};
+
+struct SessionCallbacks {
+  std::function<void(const FrameBatch&)> on_frames;
+  std::function<void(const Progress&)> on_progress;
+  std::function<bool()> cancel_requested;
+};
+
+struct ChunkRecord {
+  ChunkSpec spec;
+  double ms = 0;
+};
+
+class Snapshot;  // opaque: cache, decoder state, recent latents and prompt state at a chunk boundary
+
+class Session {
+ public:
+  explicit Session(std::shared_ptr<Model> model, SessionOptions opts = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const Model& model() const { return *model_; }
+  const SessionOptions& options() const { return opts_; }
+  AttnPath attn_path() const;  // the path in use (Auto resolved)
+
+  // Generates one chunk after the current end. Throws Cancelled (state unchanged) or Error.
+  void extend(const ChunkSpec& spec, const SessionCallbacks& cb = {});
+  int chunks() const { return int(records_.size()); }
+  int64_t frames() const;
+  const std::vector<ChunkRecord>& records() const { return records_; }
+
+  // Keeps chunks [0, chunk) and restores the state at that boundary (0: empty video).
+  void rewind(int chunk);
+  // The state at the current boundary, and restoring one (e.g. the tip of another branch).
+  std::shared_ptr<const Snapshot> snapshot() const;
+  void restore(const std::shared_ptr<const Snapshot>& s);
+
+  const Metrics& metrics() const { return metrics_; }
+  // The clean latent of chunk i ([chunk_frames, C, h, w], F32 on the host), for tests and tools.
+  std::vector<float> latent(int chunk) const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Model> model_;
+  SessionOptions opts_;
+  std::unique_ptr<Impl> impl_;
+  std::vector<ChunkRecord> records_;
+  std::vector<std::shared_ptr<const Snapshot>> boundaries_;  // boundaries_[i]: state before chunk i
+  Metrics metrics_;
+};
+
+}  // namespace vmla
