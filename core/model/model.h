@@ -1,6 +1,7 @@
 #pragma once
 // Model: a loaded VMLA-DiT (docs/MODEL.md) with its text encoder and autoencoder, weights resident on
 // one backend. Immutable after load; shared by sessions.
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>

@@ -24,6 +24,7 @@ struct SessionOptions {
   int steps = -1;          // denoising steps; -1: the model's timestep list; N: t_i = 1000 * (1 - i/N)
   AttnPath attn_path = AttnPath::Auto;
   bool decode = true;      // run the decoder and deliver frames
+  bool keep_snapshots = true;  // keep a snapshot at every chunk boundary (rewind, branch, re-roll)
 };
 
 struct ChunkSpec {
