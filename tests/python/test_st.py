@@ -1,0 +1,66 @@
+import os
+import tempfile
+import unittest
+
+import numpy as np
+
+from tests.python import _util  # noqa: F401
+from vmla_ref import st
+
+
+class SafeTensors(unittest.TestCase):
+    def test_round_trip(self):
+        rng = np.random.RandomState(0)
+        t = {
+            "a.f32": rng.randn(3, 4).astype(np.float32),
+            "b.f16": rng.randn(5).astype(np.float16),
+            "c.i32": np.arange(7, dtype=np.int32).reshape(7, 1),
+            "d.u8": np.arange(11, dtype=np.uint8),
+            "e.scalar": np.float32(3.5).reshape(()),
+            "f.empty": np.zeros((0, 3), np.float32),
+        }
+        meta = {"config": '{"x": 1}', "note": "h\u00e9llo"}
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "t.safetensors")
+            st.save(p, t, meta)
+            back, m = st.load(p)
+            self.assertEqual(m, meta)
+            for k, v in t.items():
+                self.assertEqual(back[k].dtype, v.dtype, k)
+                np.testing.assert_array_equal(back[k], v)
+            header, start = st.read_header(p)
+            self.assertEqual(start % 8, 0)
+            for k, info in header.items():
+                if k != "__metadata__":
+                    self.assertEqual(info["data_offsets"][0] % 8, 0)
+
+    def test_bf16(self):
+        x = np.array([1.0, -2.5, 3.14159265, 1e-3, 65504.0, 0.0, 1 + 2**-8, 1 + 3 * 2**-8], np.float32)
+        bits = st.f32_to_bf16_bits(x)
+        # 1 + 2^-8 is a tie -> even (1.0); 1 + 3*2^-8 is a tie -> even (1 + 2^-6)
+        self.assertEqual(int(bits[6]), 0x3F80)
+        self.assertEqual(int(bits[7]), 0x3F82)
+        self.assertEqual(int(bits[0]), 0x3F80)
+        self.assertEqual(int(bits[1]), 0xC020)
+        back = st.bf16_bits_to_f32(bits)
+        np.testing.assert_allclose(back, x, rtol=2**-8)
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "b.safetensors")
+            st.save(p, {"w": x, "i": np.arange(3, dtype=np.int32)}, dtype="BF16")
+            self.assertEqual(st.dtypes(p), {"w": "BF16", "i": "I32"})
+            back2, _ = st.load(p)
+            np.testing.assert_array_equal(back2["w"], back)
+            raw, _ = st.load(p, bf16="bits")
+            np.testing.assert_array_equal(raw["w"], bits)
+            self.assertEqual(os.path.getsize(p), 8 + st.read_header(p)[1] - 8 + 16 + 16)
+
+    def test_nan_stays_nan(self):
+        b = st.f32_to_bf16_bits(np.array([np.nan, np.inf, -np.inf], np.float32))
+        back = st.bf16_bits_to_f32(b)
+        self.assertTrue(np.isnan(back[0]))
+        self.assertEqual(back[1], np.inf)
+        self.assertEqual(back[2], -np.inf)
+
+
+if __name__ == "__main__":
+    unittest.main()
