@@ -71,4 +71,13 @@ class Model {
   std::unique_ptr<VideoEncoder> encoder_;
 };
 
+// The default model: $VMLA_MODEL, the installed share/videomla/models/, the source tree's trained
+// resources/models/, then the build tree's generated (untrained) one. Throws IoError listing the paths.
+std::string default_model_path();
+std::vector<std::string> default_model_search_paths();
+// Folder with configs/ and vocab/ (installed share/videomla or the source tree's resources/).
+std::string default_resource_dir();
+// One word per line.
+std::vector<std::string> load_vocabulary_file(const std::string& path);
+
 }  // namespace vmla

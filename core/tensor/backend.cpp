@@ -68,6 +68,21 @@ void Arena::reset() {
   in_use_ = 0;
 }
 
+Arena::Mark Arena::mark() const {
+  Mark m;
+  m.cur = cur_;
+  m.used = cur_ < blocks_.size() ? blocks_[cur_].used : 0;
+  m.in_use = in_use_;
+  return m;
+}
+
+void Arena::release(const Mark& m) {
+  for (size_t i = m.cur + 1; i < blocks_.size(); ++i) blocks_[i].used = 0;
+  if (m.cur < blocks_.size()) blocks_[m.cur].used = m.used;
+  cur_ = m.cur;
+  in_use_ = m.in_use;
+}
+
 size_t Arena::capacity() const {
   size_t n = 0;
   for (auto& b : blocks_) n += b.buf.bytes();

@@ -174,6 +174,10 @@ class Arena {
   explicit Arena(Backend* be, size_t block_bytes = size_t(64) << 20) : be_(be), block_bytes_(block_bytes) {}
   Tensor tensor(Shape s, DType dt);
   void reset();
+  // Scoped reuse: everything allocated after mark() is released by release(mark).
+  struct Mark { size_t cur = 0, used = 0, in_use = 0; };
+  Mark mark() const;
+  void release(const Mark& m);
   size_t capacity() const;
   size_t high_water() const { return high_water_; }
 

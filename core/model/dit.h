@@ -1,0 +1,81 @@
+#pragma once
+// The VMLA-DiT of docs/MODEL.md section 3: blocks named exactly as the checkpoint keys.
+#include <memory>
+#include <vector>
+
+#include "core/model/config.h"
+#include "core/model/weights.h"
+
+namespace vmla {
+
+struct DitBlock {
+  OwnedTensor modulation;  // [6*dim] F32
+  // self-attention, MHA
+  Linear q, k, v;
+  OwnedTensor norm_q, norm_k;
+  // self-attention, MLA
+  Linear q_down, q_up, q_rope, kv_down, k_up, v_up, k_rope;
+  OwnedTensor q_norm, kv_norm;
+  Linear o;
+  OwnedTensor norm3_w, norm3_b;
+  Linear cq, ck, cv, co;  // cross_attn.{q,k,v,o}
+  OwnedTensor cnorm_q, cnorm_k;
+  Linear ffn0, ffn2;
+};
+
+// Cross-attention K/V of one prompt, per layer: k, v [text_len, dim].
+struct CrossKV {
+  std::vector<OwnedTensor> k, v;
+};
+
+// The cache as one pass sees it. Per layer, `a`/`b` are the cache tensors ([slots*tpf, width]; MLA:
+// c_kv and k_r, MHA: k and v). `read_slots` lists the frame slots of the attention context in order
+// (window-local positions 0..N-1); `write_slots[i]` is where chunk frame i goes (-1: not written).
+struct CacheView {
+  std::vector<Tensor> a, b;
+  std::vector<int> read_slots;
+  std::vector<int> write_slots;
+};
+
+struct PassArgs {
+  Tensor x;                       // [F, C, H, W] F32 latent input
+  std::vector<double> t;          // model time per latent frame (1000 * sigma)
+  const CrossKV* context = nullptr;
+  const CacheView* cache = nullptr;
+  bool absorbed = true;           // MLA path
+  Tensor v_out;                   // [F, C, H, W] F32; empty for a cache-only pass
+};
+
+class Dit {
+ public:
+  Dit(const ModelConfig& cfg, Backend& be, WeightLoader& wl);
+  const ModelConfig& config() const { return cfg_; }
+  int64_t params() const { return params_; }
+
+  // text [text_len, text_dim] -> per-layer cross-attention K/V (computed once per prompt).
+  CrossKV cross_kv(Backend& be, Tensor text, Arena& arena) const;
+  // One pass over a chunk. Reads the cache's context; writes the chunk's entries where write_slots
+  // says so (after the layer's attention has read the old entries).
+  void forward(Backend& be, const PassArgs& args, Arena& arena) const;
+  // FLOPs of one pass with `ctx_frames` context frames and `frames` chunk frames (for metrics).
+  double pass_flops(int ctx_frames, int frames, bool absorbed) const;
+
+ private:
+  void self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn, Tensor out, const PassArgs& args,
+                      Tensor pos_all, int64_t T, Arena& arena) const;
+
+  ModelConfig cfg_;
+  Linear patch_embedding, text0, text2, time0, time2, time_proj, head;
+  OwnedTensor head_modulation;  // [2*dim] F32
+  std::vector<DitBlock> blocks_;
+  OwnedTensor dense_freqs_, dense_axes_, mla_freqs_, mla_axes_;
+  RopeSpec dense_rope_, mla_rope_;
+  int64_t params_ = 0;
+};
+
+// Host helpers shared with tests.
+std::vector<float> timestep_sinusoid(const std::vector<double>& t, int freq_dim);  // [F, freq_dim]
+// Rope tables: dense (whole head) and MLA (highest frequencies per axis).
+void rope_tables(const ModelConfig& cfg, bool mla, std::vector<float>* freqs, std::vector<int32_t>* axes);
+
+}  // namespace vmla
