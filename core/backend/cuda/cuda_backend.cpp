@@ -1,0 +1,1033 @@
+#include "core/backend/cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "kernels/attention.cuh"
+#include "kernels/conv.cuh"
+#include "kernels/elementwise.cuh"
+#include "kernels/layout.cuh"
+#include "kernels/norm.cuh"
+#include "kernels/rope.cuh"
+
+namespace vmla {
+
+namespace k = vmla::kernels;
+
+namespace {
+
+std::string mib(size_t bytes) { return std::to_string((bytes + (size_t(1) << 19)) >> 20) + " MiB"; }
+
+[[noreturn]] void cuda_fail(const char* op, const char* what, cudaError_t e) {
+  throw DeviceError(std::string("CUDA ") + op + ": " + what + " failed: " + cudaGetErrorName(e) + " (" +
+                    cudaGetErrorString(e) + ")");
+}
+
+void check(cudaError_t e, const char* op, const char* what) {
+  if (e != cudaSuccess) cuda_fail(op, what, e);
+}
+
+void check_blas(cublasStatus_t s, const char* op, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw DeviceError(std::string("CUDA ") + op + ": cuBLAS " + what + " failed: " + cublasGetStatusName(s) + " (" +
+                      cublasGetStatusString(s) + ")");
+}
+
+bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+// Every tensor argument must live on the GPU and have a usable dtype.
+void need_dev(const Tensor& t, const char* op, const char* what) {
+  if (t.empty() && t.numel() > 0) throw ShapeError(std::string(op) + ": " + what + " has no data");
+  if (t.device != Device::CUDA)
+    throw DeviceError(std::string(op) + ": " + what + " is a host tensor; the CUDA backend needs device tensors");
+}
+void need_float(const Tensor& t, const char* op, const char* what) {
+  need_dev(t, op, what);
+  if (!is_float(t.dtype))
+    throw ShapeError(std::string(op) + ": " + what + " must be F32, F16 or BF16, got " + std::string(dtype_name(t.dtype)));
+}
+void need_dtype(const Tensor& t, DType dt, const char* op, const char* what) {
+  need_dev(t, op, what);
+  if (t.dtype != dt)
+    throw ShapeError(std::string(op) + ": " + what + " must be " + std::string(dtype_name(dt)) + ", got " +
+                     std::string(dtype_name(t.dtype)));
+}
+void need(bool ok, const char* op, const std::string& msg) {
+  if (!ok) throw ShapeError(std::string(op) + ": " + msg);
+}
+void need_shape(const Tensor& t, const Shape& s, const char* op, const char* what) {
+  if (!(t.shape == s))
+    throw ShapeError(std::string(op) + ": " + what + " expected " + s.str() + ", got " + t.shape.str());
+}
+void need_numel(const Tensor& a, const Tensor& b, const char* op, const char* wa, const char* wb) {
+  if (a.numel() != b.numel())
+    throw ShapeError(std::string(op) + ": " + wa + " " + a.shape.str() + " and " + wb + " " + b.shape.str() +
+                     " differ in element count");
+}
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::BF16: return CUDA_R_16BF;
+    case DType::F16: return CUDA_R_16F;
+    default: return CUDA_R_32F;
+  }
+}
+
+// Host-side conversion for upload/download.
+void convert_host(const void* src, DType st, void* dst, DType dt, size_t n, const char* op) {
+  if (st == dt) {
+    std::memcpy(dst, src, n * dtype_size(st));
+    return;
+  }
+  auto rd = [&](size_t i) -> float {
+    switch (st) {
+      case DType::F32: return static_cast<const float*>(src)[i];
+      case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(src)[i]);
+      case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
+      case DType::I32: return float(static_cast<const int32_t*>(src)[i]);
+      case DType::U8: return float(static_cast<const uint8_t*>(src)[i]);
+    }
+    return 0.f;
+  };
+  switch (dt) {
+    case DType::F32:
+      for (size_t i = 0; i < n; ++i) static_cast<float*>(dst)[i] = rd(i);
+      return;
+    case DType::F16:
+      for (size_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_f16(rd(i));
+      return;
+    case DType::BF16:
+      for (size_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_bf16(rd(i));
+      return;
+    default:
+      break;
+  }
+  throw ShapeError(std::string(op) + ": cannot convert " + std::string(dtype_name(st)) + " to " +
+                   std::string(dtype_name(dt)));
+}
+
+// Tensor::cols()/rows() with the rank bounded explicitly (GCC 12 otherwise reports a spurious
+// -Warray-bounds through Shape::operator[] when these inline).
+int64_t cols_of(const Tensor& t) {
+  const int n = t.shape.ndim;
+  return (n > 0 && n <= kMaxDims) ? t.shape.d[size_t(n - 1)] : 1;
+}
+int64_t rows_of(const Tensor& t) {
+  const int64_t c = cols_of(t);
+  return c ? t.numel() / c : 0;
+}
+
+size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
+
+char* byte_offset(const void* p, int64_t elems, DType t) {
+  return static_cast<char*>(const_cast<void*>(p)) + size_t(elems) * dtype_size(t);
+}
+
+}  // namespace
+
+// ---- lifetime -------------------------------------------------------------------------------------
+
+CudaBackend::CudaBackend(int device) : device_(device) {
+  const char* op = "backend init";
+  int count = cuda_device_count();
+  if (device < 0 || device >= count)
+    throw DeviceError("CUDA device " + std::to_string(device) + " requested but " + std::to_string(count) +
+                      " device(s) are available");
+  check(cudaSetDevice(device_), op, "cudaSetDevice");
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, device_), op, "cudaGetDeviceProperties");
+  device_name_ = prop.name;
+  check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), op, "cudaStreamCreate");
+  check_blas(cublasCreate(&cublas_), op, "cublasCreate");
+  check_blas(cublasSetStream(cublas_, stream_), op, "cublasSetStream");
+  // A fixed workspace keeps cuBLAS from allocating inside ops (and makes GEMMs graph-capturable).
+  const size_t ws = size_t(32) << 20;
+  check(cudaMalloc(&cublas_workspace_, ws), op, "cudaMalloc (cuBLAS workspace)");
+  check_blas(cublasSetWorkspace(cublas_, cublas_workspace_, ws), op, "cublasSetWorkspace");
+}
+
+CudaBackend::~CudaBackend() {
+  // Destructors never throw: errors here only lose memory the process is about to release anyway.
+  cudaSetDevice(device_);
+  for (Scratch* s : {&scratch_op_, &scratch_gemm_})
+    if (s->p) cudaFreeAsync(s->p, stream_);
+  if (stream_) cudaStreamSynchronize(stream_);
+  for (Staging& s : staging_) {
+    if (s.host) cudaFreeHost(s.host);
+    if (s.done) cudaEventDestroy(s.done);
+  }
+  if (cublas_) cublasDestroy(cublas_);
+  if (cublas_workspace_) cudaFree(cublas_workspace_);
+  if (stream_) cudaStreamDestroy(stream_);
+  cudaGetLastError();
+}
+
+void CudaBackend::enter(const char* op) const { check(cudaSetDevice(device_), op, "cudaSetDevice"); }
+
+MemoryInfo CudaBackend::memory_info() const {
+  MemoryInfo m;
+  m.allocated_by_engine = allocated_.load();
+  size_t free_b = 0, total_b = 0;
+  if (cudaSetDevice(device_) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+    m.device_total = total_b;
+    m.device_used = total_b - free_b;
+  } else {
+    cudaGetLastError();
+  }
+  return m;
+}
+
+// ---- memory ---------------------------------------------------------------------------------------
+
+Buffer CudaBackend::alloc_bytes(size_t bytes) {
+  enter("alloc");
+  if (bytes == 0) return Buffer(this, nullptr, 0);
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, bytes);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    throw OutOfMemory("CUDA out of memory on " + device_name_ + ": asked for " + mib(bytes) + ", " + mib(free_b) +
+                      " free of " + mib(total_b) + " (the engine holds " + mib(allocated_.load()) +
+                      "); use a smaller model, fewer window frames or a lower resolution");
+  }
+  check(e, "alloc", "cudaMalloc");
+  allocated_ += bytes;
+  return Buffer(this, p, bytes);
+}
+
+void CudaBackend::free_bytes(void* p, size_t bytes) {
+  if (!p) return;
+  cudaSetDevice(device_);
+  // cudaFree waits for the device, so work still reading this memory finishes first.
+  if (cudaFree(p) != cudaSuccess) cudaGetLastError();
+  allocated_ -= bytes;
+}
+
+void* CudaBackend::scratch(Scratch& s, size_t bytes, const char* op) {
+  if (bytes <= s.bytes) return s.p;
+  const size_t want = align256(std::max(bytes, s.bytes + s.bytes / 2));
+  if (s.p) {
+    check(cudaFreeAsync(s.p, stream_), op, "cudaFreeAsync (scratch)");
+    s.p = nullptr;
+    s.bytes = 0;
+  }
+  cudaError_t e = cudaMallocAsync(&s.p, want, stream_);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    throw OutOfMemory(std::string("CUDA out of memory on ") + device_name_ + " in " + op + ": scratch of " +
+                      mib(want) + " requested, " + mib(free_b) + " free of " + mib(total_b));
+  }
+  check(e, op, "cudaMallocAsync (scratch)");
+  s.bytes = want;
+  return s.p;
+}
+
+CudaBackend::Staging& CudaBackend::staging_slot(const char* op) {
+  Staging& s = staging_[next_staging_];
+  next_staging_ ^= 1;
+  if (!s.host) {
+    check(cudaHostAlloc(&s.host, kStagingBytes, cudaHostAllocDefault), op, "cudaHostAlloc (staging)");
+    check(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming), op, "cudaEventCreate");
+  }
+  check(cudaEventSynchronize(s.done), op, "cudaEventSynchronize (staging)");
+  return s;
+}
+
+void CudaBackend::upload(const void* host, DType host_dtype, Tensor dst) {
+  const char* op = "upload";
+  enter(op);
+  need_dev(dst, op, "dst");
+  const size_t n = size_t(dst.numel());
+  if (n == 0) return;
+  if (host_dtype != dst.dtype && !(is_float(host_dtype) && is_float(dst.dtype)))
+    throw ShapeError(std::string(op) + ": cannot convert host " + std::string(dtype_name(host_dtype)) + " to " +
+                     std::string(dtype_name(dst.dtype)));
+  const size_t hs = dtype_size(host_dtype), ds = dtype_size(dst.dtype);
+  const size_t chunk = kStagingBytes / std::max(hs, ds);
+  for (size_t off = 0; off < n; off += chunk) {
+    const size_t cnt = std::min(chunk, n - off);
+    Staging& s = staging_slot(op);
+    convert_host(static_cast<const char*>(host) + off * hs, host_dtype, s.host, dst.dtype, cnt, op);
+    check(cudaMemcpyAsync(static_cast<char*>(dst.data) + off * ds, s.host, cnt * ds, cudaMemcpyHostToDevice, stream_),
+          op, "cudaMemcpyAsync");
+    check(cudaEventRecord(s.done, stream_), op, "cudaEventRecord");
+  }
+}
+
+void CudaBackend::download(Tensor src, void* host, DType host_dtype) {
+  const char* op = "download";
+  enter(op);
+  need_dev(src, op, "src");
+  const size_t n = size_t(src.numel());
+  if (n == 0) return;
+  if (host_dtype != src.dtype && !(is_float(host_dtype) && is_float(src.dtype)))
+    throw ShapeError(std::string(op) + ": cannot convert " + std::string(dtype_name(src.dtype)) + " to host " +
+                     std::string(dtype_name(host_dtype)));
+  if (host_dtype == src.dtype) {
+    check(cudaMemcpyAsync(host, src.data, src.bytes(), cudaMemcpyDeviceToHost, stream_), op, "cudaMemcpyAsync");
+    check(cudaStreamSynchronize(stream_), op, "cudaStreamSynchronize");
+    return;
+  }
+  const size_t hs = dtype_size(host_dtype), ss = dtype_size(src.dtype);
+  const size_t chunk = kStagingBytes / std::max(hs, ss);
+  for (size_t off = 0; off < n; off += chunk) {
+    const size_t cnt = std::min(chunk, n - off);
+    Staging& s = staging_slot(op);
+    check(cudaMemcpyAsync(s.host, static_cast<const char*>(src.data) + off * ss, cnt * ss, cudaMemcpyDeviceToHost,
+                          stream_),
+          op, "cudaMemcpyAsync");
+    check(cudaEventRecord(s.done, stream_), op, "cudaEventRecord");
+    check(cudaEventSynchronize(s.done), op, "cudaEventSynchronize");
+    convert_host(s.host, src.dtype, static_cast<char*>(host) + off * hs, host_dtype, cnt, op);
+  }
+}
+
+void CudaBackend::synchronize() {
+  enter("synchronize");
+  check(cudaStreamSynchronize(stream_), "synchronize", "cudaStreamSynchronize");
+}
+
+// ---- data movement --------------------------------------------------------------------------------
+
+void CudaBackend::copy(Tensor src, Tensor dst) {
+  const char* op = "copy";
+  enter(op);
+  need_dev(src, op, "src");
+  need_dev(dst, op, "dst");
+  need_numel(src, dst, op, "src", "dst");
+  if (src.numel() == 0) return;
+  if (src.dtype == dst.dtype) {
+    if (src.data == dst.data) return;
+    check(cudaMemcpyAsync(dst.data, src.data, src.bytes(), cudaMemcpyDeviceToDevice, stream_), op, "cudaMemcpyAsync");
+    return;
+  }
+  need(src.data != dst.data, op, "in-place dtype conversion is not supported");
+  check(k::launch_convert({src.data, src.dtype, dst.data, dst.dtype, src.numel()}, stream_), op, "convert kernel");
+}
+
+void CudaBackend::copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n) {
+  const char* op = "copy_rows";
+  need(cols_of(src) == cols_of(dst), op,
+       "src " + src.shape.str() + " and dst " + dst.shape.str() + " differ in the number of columns");
+  need(n >= 0 && src_row >= 0 && dst_row >= 0 && src_row + n <= rows_of(src) && dst_row + n <= rows_of(dst), op,
+       "rows [" + std::to_string(src_row) + ", +" + std::to_string(n) + ") of src " + src.shape.str() + " -> [" +
+           std::to_string(dst_row) + ", +" + std::to_string(n) + ") of dst " + dst.shape.str() + " out of range");
+  if (n == 0) return;
+  copy(src.rows_slice(src_row, n), dst.rows_slice(dst_row, n));
+}
+
+void CudaBackend::fill(Tensor dst, float value) {
+  const char* op = "fill";
+  enter(op);
+  need_dev(dst, op, "dst");
+  if (dst.numel() == 0) return;
+  if (value == 0.f && !std::signbit(value)) {
+    check(cudaMemsetAsync(dst.data, 0, dst.bytes(), stream_), op, "cudaMemsetAsync");
+    return;
+  }
+  check(k::launch_fill({dst.data, dst.dtype, dst.numel(), value}, stream_), op, "fill kernel");
+}
+
+void CudaBackend::concat_heads(Tensor a, int da, Tensor b, int db, int heads, Tensor out) {
+  const char* op = "concat_heads";
+  enter(op);
+  need_float(a, op, "a");
+  need_float(b, op, "b");
+  need_float(out, op, "out");
+  need(heads > 0 && da >= 0 && db >= 0, op, "heads, da, db must be positive");
+  const int64_t T = rows_of(a);
+  need(cols_of(a) == int64_t(heads) * da, op, "a " + a.shape.str() + " is not [T, heads*da] with heads " +
+                                                std::to_string(heads) + ", da " + std::to_string(da));
+  need(rows_of(b) == T && (cols_of(b) == db || cols_of(b) == int64_t(heads) * db), op,
+       "b " + b.shape.str() + " is not [" + std::to_string(T) + ", db] or [" + std::to_string(T) + ", heads*db]");
+  need(rows_of(out) == T && cols_of(out) == int64_t(heads) * (da + db), op,
+       "out expected [" + std::to_string(T) + ", " + std::to_string(int64_t(heads) * (da + db)) + "], got " +
+           out.shape.str());
+  k::ConcatHeadsParams p;
+  p.a = a.data;
+  p.at = a.dtype;
+  p.b = b.data;
+  p.bt = b.dtype;
+  p.out = out.data;
+  p.ot = out.dtype;
+  p.T = T;
+  p.heads = heads;
+  p.da = da;
+  p.db = db;
+  p.b_heads = cols_of(b) == int64_t(heads) * db ? heads : 1;
+  check(k::launch_concat_heads(p, stream_), op, "kernel");
+}
+
+void CudaBackend::concat_channels(Tensor a, Tensor b, Tensor out) {
+  const char* op = "concat_channels";
+  enter(op);
+  need_float(a, op, "a");
+  need_float(b, op, "b");
+  need_float(out, op, "out");
+  need(a.ndim() == 4 && b.ndim() == 4, op, "a " + a.shape.str() + " and b " + b.shape.str() + " must be [N, C, H, W]");
+  need(a.dim(0) == b.dim(0) && a.dim(2) == b.dim(2) && a.dim(3) == b.dim(3), op,
+       "a " + a.shape.str() + " and b " + b.shape.str() + " differ outside the channel dim");
+  need_shape(out, Shape{a.dim(0), a.dim(1) + b.dim(1), a.dim(2), a.dim(3)}, op, "out");
+  k::ConcatChannelsParams p;
+  p.a = a.data;
+  p.at = a.dtype;
+  p.b = b.data;
+  p.bt = b.dtype;
+  p.out = out.data;
+  p.ot = out.dtype;
+  p.N = a.dim(0);
+  p.Ca = a.dim(1);
+  p.Cb = b.dim(1);
+  p.HW = a.dim(2) * a.dim(3);
+  check(k::launch_concat_channels(p, stream_), op, "kernel");
+}
+
+// ---- elementwise ----------------------------------------------------------------------------------
+
+void CudaBackend::axpby(float alpha, Tensor x, float beta, Tensor y, Tensor out) {
+  const char* op = "axpby";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(out, op, "out");
+  need_numel(x, out, op, "x", "out");
+  k::AxpbyParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  if (!y.empty() && beta != 0.f) {
+    need_float(y, op, "y");
+    need_numel(y, out, op, "y", "out");
+    p.y = y.data;
+    p.yt = y.dtype;
+  } else {
+    need(beta == 0.f, op, "y is empty but beta is not 0");
+  }
+  p.out = out.data;
+  p.ot = out.dtype;
+  p.n = out.numel();
+  p.alpha = alpha;
+  p.beta = beta;
+  check(k::launch_axpby(p, stream_), op, "kernel");
+}
+
+void CudaBackend::activation(Tensor x, Tensor out, Activation act) {
+  const char* op = "activation";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(out, op, "out");
+  need_numel(x, out, op, "x", "out");
+  k::UnaryParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.out = out.data;
+  p.ot = out.dtype;
+  p.n = x.numel();
+  p.op = int(act);
+  check(k::launch_unary(p, stream_), op, "kernel");
+}
+
+void CudaBackend::tanh_clamp(Tensor x, Tensor out, float c) {
+  const char* op = "tanh_clamp";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(out, op, "out");
+  need_numel(x, out, op, "x", "out");
+  need(c != 0.f, op, "c must not be 0");
+  k::UnaryParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.out = out.data;
+  p.ot = out.dtype;
+  p.n = x.numel();
+  p.op = k::kUnaryTanhClamp;
+  p.c = c;
+  check(k::launch_unary(p, stream_), op, "kernel");
+}
+
+void CudaBackend::add_modulation(Tensor src, Tensor table, Tensor out) {
+  const char* op = "add_modulation";
+  enter(op);
+  need_float(src, op, "src");
+  need_float(table, op, "table");
+  need_float(out, op, "out");
+  const int64_t F = rows_of(out), KD = cols_of(out);
+  need(table.numel() == KD, op, "table " + table.shape.str() + " must hold " + std::to_string(KD) + " values");
+  need(rows_of(src) == F && cols_of(src) > 0 && KD % cols_of(src) == 0, op,
+       "src " + src.shape.str() + " is not [" + std::to_string(F) + ", D] with D dividing " + std::to_string(KD));
+  k::ModulationParams p;
+  p.src = src.data;
+  p.st = src.dtype;
+  p.table = table.data;
+  p.tt = table.dtype;
+  p.out = out.data;
+  p.ot = out.dtype;
+  p.F = F;
+  p.KD = KD;
+  p.src_cols = cols_of(src);
+  check(k::launch_add_modulation(p, stream_), op, "kernel");
+}
+
+// ---- linear algebra -------------------------------------------------------------------------------
+
+// C = alpha op(A) op(B) + beta C in row-major terms, computed as the column-major product
+// C^T = op(B)^T op(A)^T. Operands of differing dtypes are converted (into the GEMM scratch) to BF16
+// when one of them is BF16, else to F16; an output dtype cuBLAS cannot write for that operand type
+// goes through an F32 scratch.
+void CudaBackend::gemm(const Gemm& g, const char* op) {
+  if (g.M == 0 || g.N == 0 || g.batch == 0) return;
+  need(g.M > 0 && g.N > 0 && g.K > 0 && g.batch > 0, op,
+       "GEMM sizes must be positive (M " + std::to_string(g.M) + ", N " + std::to_string(g.N) + ", K " +
+           std::to_string(g.K) + ")");
+  need(g.M <= INT_MAX && g.N <= INT_MAX && g.K <= INT_MAX && g.batch <= INT_MAX && g.lda <= INT_MAX &&
+           g.ldb <= INT_MAX && g.ldc <= INT_MAX,
+       op, "GEMM dimensions exceed 2^31");
+  DType T = g.at;
+  if (g.at != g.bt) T = (g.at == DType::BF16 || g.bt == DType::BF16) ? DType::BF16 : DType::F16;
+  const bool c_ok = g.ct == DType::F32 || (g.ct == T && T != DType::F32);
+  const int64_t rowsA = g.transA ? g.K : g.M, colsA = g.transA ? g.M : g.K;
+  const int64_t rowsB = g.transB ? g.N : g.K, colsB = g.transB ? g.K : g.N;
+  const int64_t extA = g.K == 0 ? 0 : (g.batch - 1) * g.strideA + (rowsA - 1) * g.lda + colsA;
+  const int64_t extB = g.K == 0 ? 0 : (g.batch - 1) * g.strideB + (rowsB - 1) * g.ldb + colsB;
+  const int64_t extC = (g.batch - 1) * g.strideC + (g.M - 1) * g.ldc + g.N;
+
+  const bool convA = g.at != T, convB = g.bt != T;
+  size_t need_bytes = 0;
+  const size_t offA = need_bytes;
+  if (convA) need_bytes += align256(size_t(extA) * dtype_size(T));
+  const size_t offB = need_bytes;
+  if (convB) need_bytes += align256(size_t(extB) * dtype_size(T));
+  const size_t offC = need_bytes;
+  if (!c_ok) need_bytes += align256(size_t(extC) * sizeof(float));
+  char* base = need_bytes ? static_cast<char*>(scratch(scratch_gemm_, need_bytes, op)) : nullptr;
+
+  const void* A = g.A;
+  const void* B = g.B;
+  void* C = g.C;
+  DType ct = g.ct;
+  if (convA) {
+    check(k::launch_convert({g.A, g.at, base + offA, T, extA}, stream_), op, "convert A");
+    A = base + offA;
+  }
+  if (convB) {
+    check(k::launch_convert({g.B, g.bt, base + offB, T, extB}, stream_), op, "convert B");
+    B = base + offB;
+  }
+  if (!c_ok) {
+    // Converted in even when beta == 0: the gaps of a strided C must survive the copy back.
+    check(k::launch_convert({g.C, g.ct, base + offC, DType::F32, extC}, stream_), op, "convert C");
+    C = base + offC;
+    ct = DType::F32;
+  }
+  const float alpha = g.alpha, beta = g.beta;
+  const cudaDataType_t tt = cuda_type(T);
+  check_blas(cublasGemmStridedBatchedEx(cublas_, g.transB ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                        g.transA ? CUBLAS_OP_T : CUBLAS_OP_N, int(g.N), int(g.M), int(g.K), &alpha, B,
+                                        tt, int(g.ldb), g.strideB, A, tt, int(g.lda), g.strideA, &beta, C,
+                                        cuda_type(ct), int(g.ldc), g.strideC, int(g.batch), CUBLAS_COMPUTE_32F,
+                                        CUBLAS_GEMM_DEFAULT),
+             op, "cublasGemmStridedBatchedEx");
+  if (!c_ok) check(k::launch_convert({C, DType::F32, g.C, g.ct, extC}, stream_), op, "convert C back");
+}
+
+void CudaBackend::linear(Tensor x, Tensor w, Tensor b, Tensor y, Activation act) {
+  const char* op = "linear";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(w, op, "w");
+  need_float(y, op, "y");
+  need(w.ndim() == 2, op, "w must be [N, K], got " + w.shape.str());
+  const int64_t M = rows_of(x), K = cols_of(x), N = w.dim(0);
+  need(w.dim(1) == K, op, "x " + x.shape.str() + " and w " + w.shape.str() + " differ in K");
+  need(rows_of(y) == M && cols_of(y) == N, op,
+       "y expected [" + std::to_string(M) + ", " + std::to_string(N) + "], got " + y.shape.str());
+  if (!b.empty()) {
+    need_float(b, op, "b");
+    need(b.numel() == N, op, "b expected [" + std::to_string(N) + "], got " + b.shape.str());
+  }
+  Gemm g;
+  g.A = x.data;
+  g.at = x.dtype;
+  g.lda = K;
+  g.B = w.data;
+  g.bt = w.dtype;
+  g.transB = true;
+  g.ldb = K;
+  g.C = y.data;
+  g.ct = y.dtype;
+  g.ldc = N;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  gemm(g, op);
+  if (!b.empty() || act != Activation::None) {
+    k::BiasActParams p;
+    p.src = y.data;
+    p.srct = y.dtype;
+    p.bias = b.empty() ? nullptr : b.data;
+    p.bt = b.dtype;
+    p.y = y.data;
+    p.yt = y.dtype;
+    p.n = M * N;
+    p.inner = 1;
+    p.nb = N;
+    p.act = int(act);
+    check(k::launch_bias_act(p, stream_), op, "bias/activation kernel");
+  }
+}
+
+void CudaBackend::gemm_batched(const GemmBatched& p) {
+  const char* op = "gemm_batched";
+  enter(op);
+  need_float(p.A, op, "A");
+  need_float(p.B, op, "B");
+  need_float(p.C, op, "C");
+  if (p.M == 0 || p.N == 0 || p.batch == 0) return;
+  need(p.M > 0 && p.N > 0 && p.K >= 0 && p.batch > 0, op, "negative size");
+  const int64_t rowsA = p.transA ? p.K : p.M, colsA = p.transA ? p.M : p.K;
+  const int64_t rowsB = p.transB ? p.N : p.K, colsB = p.transB ? p.K : p.N;
+  need(p.lda >= std::max<int64_t>(colsA, 1) && p.ldb >= std::max<int64_t>(colsB, 1) && p.ldc >= p.N, op,
+       "leading dimension smaller than the row length");
+  if (p.K > 0) {
+    need((p.batch - 1) * p.strideA + (rowsA - 1) * p.lda + colsA <= p.A.numel(), op,
+         "A " + p.A.shape.str() + " is too small for the described batch");
+    need((p.batch - 1) * p.strideB + (rowsB - 1) * p.ldb + colsB <= p.B.numel(), op,
+         "B " + p.B.shape.str() + " is too small for the described batch");
+  }
+  need((p.batch - 1) * p.strideC + (p.M - 1) * p.ldc + p.N <= p.C.numel(), op,
+       "C " + p.C.shape.str() + " is too small for the described batch");
+  Gemm g;
+  g.A = p.A.data;
+  g.at = p.A.dtype;
+  g.transA = p.transA;
+  g.lda = p.lda;
+  g.strideA = p.strideA;
+  g.B = p.B.data;
+  g.bt = p.B.dtype;
+  g.transB = p.transB;
+  g.ldb = p.ldb;
+  g.strideB = p.strideB;
+  g.C = p.C.data;
+  g.ct = p.C.dtype;
+  g.ldc = p.ldc;
+  g.strideC = p.strideC;
+  g.M = p.M;
+  g.N = p.N;
+  g.K = p.K;
+  g.batch = p.batch;
+  g.alpha = p.alpha;
+  g.beta = p.beta;
+  gemm(g, op);
+}
+
+// ---- normalisation --------------------------------------------------------------------------------
+
+void CudaBackend::layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) {
+  const char* op = "layer_norm";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(y, op, "y");
+  need_numel(x, y, op, "x", "y");
+  need(cols_of(y) == cols_of(x), op, "x " + x.shape.str() + " and y " + y.shape.str() + " differ in the last dim");
+  k::NormParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.y = y.data;
+  p.yt = y.dtype;
+  p.rows = rows_of(x);
+  p.D = cols_of(x);
+  p.eps = eps;
+  if (!w.empty()) {
+    need_float(w, op, "w");
+    need(w.numel() == p.D, op, "w expected [" + std::to_string(p.D) + "], got " + w.shape.str());
+    p.w = w.data;
+    p.wt = w.dtype;
+  }
+  if (!b.empty()) {
+    need_float(b, op, "b");
+    need(b.numel() == p.D, op, "b expected [" + std::to_string(p.D) + "], got " + b.shape.str());
+    p.b = b.data;
+    p.bt = b.dtype;
+  }
+  check(k::launch_norm(p, stream_), op, "kernel");
+}
+
+void CudaBackend::rms_norm(Tensor x, Tensor w, Tensor y, float eps) {
+  const char* op = "rms_norm";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(y, op, "y");
+  need_numel(x, y, op, "x", "y");
+  need(cols_of(y) == cols_of(x), op, "x " + x.shape.str() + " and y " + y.shape.str() + " differ in the last dim");
+  k::NormParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.y = y.data;
+  p.yt = y.dtype;
+  p.rows = rows_of(x);
+  p.D = cols_of(x);
+  p.eps = eps;
+  p.rms = true;
+  if (!w.empty()) {
+    need_float(w, op, "w");
+    need(w.numel() == p.D, op, "w expected [" + std::to_string(p.D) + "], got " + w.shape.str());
+    p.w = w.data;
+    p.wt = w.dtype;
+  }
+  check(k::launch_norm(p, stream_), op, "kernel");
+}
+
+void CudaBackend::ln_modulate(Tensor x, Tensor mod, int shift_idx, int scale_idx, int64_t rows_per_frame, Tensor y,
+                              float eps) {
+  const char* op = "ln_modulate";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(mod, op, "mod");
+  need_float(y, op, "y");
+  need_numel(x, y, op, "x", "y");
+  need(cols_of(y) == cols_of(x), op, "x " + x.shape.str() + " and y " + y.shape.str() + " differ in the last dim");
+  const int64_t T = rows_of(x), D = cols_of(x);
+  need(rows_per_frame > 0, op, "rows_per_frame must be positive");
+  need(shift_idx >= 0 && scale_idx >= 0 && (int64_t(std::max(shift_idx, scale_idx)) + 1) * D <= cols_of(mod), op,
+       "mod " + mod.shape.str() + " has no chunks " + std::to_string(shift_idx) + " and " + std::to_string(scale_idx) +
+           " of width " + std::to_string(D));
+  need(rows_of(mod) >= (T + rows_per_frame - 1) / rows_per_frame, op,
+       "mod " + mod.shape.str() + " has fewer frames than " + std::to_string(T) + " rows / " +
+           std::to_string(rows_per_frame) + " per frame");
+  k::NormParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.y = y.data;
+  p.yt = y.dtype;
+  p.rows = T;
+  p.D = D;
+  p.eps = eps;
+  p.mod = mod.data;
+  p.mt = mod.dtype;
+  p.mod_cols = cols_of(mod);
+  p.rows_per_frame = rows_per_frame;
+  p.shift_idx = shift_idx;
+  p.scale_idx = scale_idx;
+  check(k::launch_norm(p, stream_), op, "kernel");
+}
+
+void CudaBackend::gated_residual(Tensor x, Tensor y, Tensor mod, int gate_idx, int64_t rows_per_frame) {
+  const char* op = "gated_residual";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(y, op, "y");
+  need_numel(x, y, op, "x", "y");
+  const int64_t T = rows_of(x), D = cols_of(x);
+  k::GatedResidualParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.y = y.data;
+  p.yt = y.dtype;
+  p.T = T;
+  p.D = D;
+  p.gate_idx = gate_idx;
+  if (gate_idx >= 0) {
+    need_float(mod, op, "mod");
+    need(rows_per_frame > 0, op, "rows_per_frame must be positive");
+    need((int64_t(gate_idx) + 1) * D <= cols_of(mod), op,
+         "mod " + mod.shape.str() + " has no chunk " + std::to_string(gate_idx) + " of width " + std::to_string(D));
+    need(rows_of(mod) >= (T + rows_per_frame - 1) / rows_per_frame, op,
+         "mod " + mod.shape.str() + " has fewer frames than " + std::to_string(T) + " rows / " +
+             std::to_string(rows_per_frame) + " per frame");
+    p.mod = mod.data;
+    p.mt = mod.dtype;
+    p.mod_cols = cols_of(mod);
+    p.rows_per_frame = rows_per_frame;
+  }
+  check(k::launch_gated_residual(p, stream_), op, "kernel");
+}
+
+// ---- attention ------------------------------------------------------------------------------------
+
+void CudaBackend::rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) {
+  const char* op = "rope";
+  enter(op);
+  need_float(x, op, "x");
+  need_dtype(pos, DType::I32, op, "pos");
+  need_dtype(spec.axes, DType::I32, op, "spec.axes");
+  need_float(spec.freqs, op, "spec.freqs");
+  const int64_t T = rows_of(x);
+  need(heads > 0 && cols_of(x) == int64_t(heads) * head_stride, op,
+       "x " + x.shape.str() + " is not [T, heads*head_stride] with heads " + std::to_string(heads) +
+           ", head_stride " + std::to_string(head_stride));
+  need(offset >= 0 && spec.npairs >= 0 && offset + 2 * spec.npairs <= head_stride, op,
+       std::to_string(spec.npairs) + " pairs from column " + std::to_string(offset) + " exceed head_stride " +
+           std::to_string(head_stride));
+  need(spec.freqs.numel() >= spec.npairs && spec.axes.numel() >= spec.npairs, op,
+       "spec.freqs / spec.axes hold fewer than npairs = " + std::to_string(spec.npairs) + " values");
+  need_shape(pos, Shape{T, 3}, op, "pos");
+  k::RopeParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.T = T;
+  p.heads = heads;
+  p.head_stride = head_stride;
+  p.offset = offset;
+  p.npairs = spec.npairs;
+  p.freqs = spec.freqs.data;
+  p.ft = spec.freqs.dtype;
+  p.axes = spec.axes.ptr<const int32_t>();
+  p.pos = pos.ptr<const int32_t>();
+  check(k::launch_rope(p, stream_), op, "kernel");
+}
+
+void CudaBackend::attention(Tensor q, Tensor kt, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,
+                            float scale) {
+  const char* op = "attention";
+  enter(op);
+  need_float(q, op, "q");
+  need_float(kt, op, "k");
+  need_float(v, op, "v");
+  need_float(out, op, "out");
+  need(heads > 0 && kv_heads > 0 && heads % kv_heads == 0, op,
+       "kv_heads " + std::to_string(kv_heads) + " must divide heads " + std::to_string(heads));
+  need(dk > 0 && dv > 0 && dk <= k::kAttentionMaxHeadDim && dv <= k::kAttentionMaxHeadDim, op,
+       "dk " + std::to_string(dk) + " and dv " + std::to_string(dv) + " must be in [1, " +
+           std::to_string(k::kAttentionMaxHeadDim) + "]");
+  const int64_t Tq = rows_of(q), Tk = rows_of(kt);
+  need(cols_of(q) == int64_t(heads) * dk, op, "q " + q.shape.str() + " is not [Tq, heads*dk]");
+  need(cols_of(kt) == int64_t(kv_heads) * dk, op, "k " + kt.shape.str() + " is not [Tk, kv_heads*dk]");
+  need(rows_of(v) == Tk && cols_of(v) == int64_t(kv_heads) * dv, op,
+       "v " + v.shape.str() + " is not [" + std::to_string(Tk) + ", kv_heads*dv]");
+  need(rows_of(out) == Tq && cols_of(out) == int64_t(heads) * dv, op,
+       "out expected [" + std::to_string(Tq) + ", " + std::to_string(int64_t(heads) * dv) + "], got " +
+           out.shape.str());
+  need(Tk > 0 || Tq == 0, op, "no keys");
+  k::AttentionParams p;
+  p.q = q.data;
+  p.k = kt.data;
+  p.v = v.data;
+  p.out = out.data;
+  p.qt = q.dtype;
+  p.kt = kt.dtype;
+  p.vt = v.dtype;
+  p.ot = out.dtype;
+  p.Tq = Tq;
+  p.Tk = Tk;
+  p.heads = heads;
+  p.kv_heads = kv_heads;
+  p.dk = dk;
+  p.dv = dv;
+  p.scale = scale;
+  check(k::launch_attention(p, stream_), op, "kernel");
+}
+
+// ---- video layout ---------------------------------------------------------------------------------
+
+void CudaBackend::patchify(Tensor x, int ph, int pw, Tensor tokens) {
+  const char* op = "patchify";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(tokens, op, "tokens");
+  need(x.ndim() == 4, op, "x must be [F, C, H, W], got " + x.shape.str());
+  need(ph > 0 && pw > 0 && x.dim(2) % ph == 0 && x.dim(3) % pw == 0, op,
+       "x " + x.shape.str() + " is not divisible into " + std::to_string(ph) + "x" + std::to_string(pw) + " patches");
+  const int64_t F = x.dim(0), C = x.dim(1), h = x.dim(2) / ph, w = x.dim(3) / pw;
+  need_shape(tokens, Shape{F * h * w, C * ph * pw}, op, "tokens");
+  k::PatchifyParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.tokens = tokens.data;
+  p.tt = tokens.dtype;
+  p.F = F;
+  p.C = C;
+  p.H = x.dim(2);
+  p.W = x.dim(3);
+  p.ph = ph;
+  p.pw = pw;
+  p.inverse = false;
+  check(k::launch_patchify(p, stream_), op, "kernel");
+}
+
+void CudaBackend::unpatchify(Tensor tokens, int ph, int pw, Tensor x) {
+  const char* op = "unpatchify";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(tokens, op, "tokens");
+  need(x.ndim() == 4, op, "x must be [F, C, H, W], got " + x.shape.str());
+  need(ph > 0 && pw > 0 && x.dim(2) % ph == 0 && x.dim(3) % pw == 0, op,
+       "x " + x.shape.str() + " is not divisible into " + std::to_string(ph) + "x" + std::to_string(pw) + " patches");
+  const int64_t F = x.dim(0), C = x.dim(1), h = x.dim(2) / ph, w = x.dim(3) / pw;
+  need(rows_of(tokens) == F * h * w && cols_of(tokens) == C * ph * pw, op,
+       "tokens expected [" + std::to_string(F * h * w) + ", " + std::to_string(C * ph * pw) + "], got " +
+           tokens.shape.str());
+  k::PatchifyParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.tokens = tokens.data;
+  p.tt = tokens.dtype;
+  p.F = F;
+  p.C = C;
+  p.H = x.dim(2);
+  p.W = x.dim(3);
+  p.ph = ph;
+  p.pw = pw;
+  p.inverse = true;
+  check(k::launch_patchify(p, stream_), op, "kernel");
+}
+
+void CudaBackend::conv2d(Tensor x, Tensor w, Tensor b, Tensor y, int stride, int pad, Activation act) {
+  const char* op = "conv2d";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(w, op, "w");
+  need_float(y, op, "y");
+  need(x.ndim() == 4 && w.ndim() == 4, op,
+       "x " + x.shape.str() + " must be [N, Cin, H, W] and w " + w.shape.str() + " [Cout, Cin, kh, kw]");
+  need(stride > 0 && pad >= 0, op, "stride must be positive and pad non-negative");
+  const int64_t N = x.dim(0), Cin = x.dim(1), H = x.dim(2), W = x.dim(3);
+  const int64_t Cout = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+  need(w.dim(1) == Cin, op, "x " + x.shape.str() + " has " + std::to_string(Cin) + " channels, w " +
+                                w.shape.str() + " expects " + std::to_string(w.dim(1)));
+  const int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (W + 2 * pad - kw) / stride + 1;
+  need(Ho > 0 && Wo > 0, op, "kernel larger than the padded input");
+  need_shape(y, Shape{N, Cout, Ho, Wo}, op, "y");
+  if (!b.empty()) {
+    need_float(b, op, "b");
+    need(b.numel() == Cout, op, "b expected [" + std::to_string(Cout) + "], got " + b.shape.str());
+  }
+  if (N == 0) return;
+  const int64_t P = Ho * Wo, Kc = Cin * kh * kw;
+  const DType T = w.dtype;
+  Gemm g;
+  g.A = w.data;
+  g.at = w.dtype;
+  g.lda = Kc;
+  g.strideA = 0;
+  g.ldb = P;
+  g.strideB = Kc * P;
+  g.ct = y.dtype;
+  g.ldc = P;
+  g.strideC = Cout * P;
+  g.M = Cout;
+  g.N = P;
+  g.K = Kc;
+  if (kh == 1 && kw == 1 && stride == 1 && pad == 0) {
+    g.B = x.data;
+    g.bt = x.dtype;
+    g.C = y.data;
+    g.batch = N;
+    gemm(g, op);
+  } else {
+    // im2col in chunks of images so the column buffer stays bounded.
+    const size_t per_image = size_t(Kc * P) * dtype_size(T);
+    const size_t budget = size_t(256) << 20;
+    const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(N, int64_t(budget / std::max<size_t>(per_image, 1))));
+    void* col = scratch(scratch_op_, per_image * size_t(nb), op);
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+      const int64_t cnt = std::min(nb, N - n0);
+      k::Im2colParams ip;
+      ip.x = byte_offset(x.data, n0 * Cin * H * W, x.dtype);
+      ip.xt = x.dtype;
+      ip.col = col;
+      ip.ct = T;
+      ip.N = cnt;
+      ip.Cin = Cin;
+      ip.H = H;
+      ip.W = W;
+      ip.Ho = Ho;
+      ip.Wo = Wo;
+      ip.kh = int(kh);
+      ip.kw = int(kw);
+      ip.stride = stride;
+      ip.pad = pad;
+      check(k::launch_im2col(ip, stream_), op, "im2col kernel");
+      g.B = col;
+      g.bt = T;
+      g.C = byte_offset(y.data, n0 * Cout * P, y.dtype);
+      g.batch = cnt;
+      gemm(g, op);
+    }
+  }
+  if (!b.empty() || act != Activation::None) {
+    k::BiasActParams p;
+    p.src = y.data;
+    p.srct = y.dtype;
+    p.bias = b.empty() ? nullptr : b.data;
+    p.bt = b.dtype;
+    p.y = y.data;
+    p.yt = y.dtype;
+    p.n = y.numel();
+    p.inner = P;
+    p.nb = Cout;
+    p.act = int(act);
+    check(k::launch_bias_act(p, stream_), op, "bias/activation kernel");
+  }
+}
+
+void CudaBackend::upsample2x(Tensor x, Tensor y) {
+  const char* op = "upsample2x";
+  enter(op);
+  need_float(x, op, "x");
+  need_float(y, op, "y");
+  need(x.ndim() == 4, op, "x must be [N, C, H, W], got " + x.shape.str());
+  need_shape(y, Shape{x.dim(0), x.dim(1), 2 * x.dim(2), 2 * x.dim(3)}, op, "y");
+  k::Upsample2xParams p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.y = y.data;
+  p.yt = y.dtype;
+  p.NC = x.dim(0) * x.dim(1);
+  p.H = x.dim(2);
+  p.W = x.dim(3);
+  check(k::launch_upsample2x(p, stream_), op, "kernel");
+}
+
+void CudaBackend::embedding(Tensor table, const int32_t* ids, int64_t n, Tensor out) {
+  const char* op = "embedding";
+  enter(op);
+  need_float(table, op, "table");
+  need_float(out, op, "out");
+  need(table.ndim() == 2, op, "table must be [vocab, D], got " + table.shape.str());
+  const int64_t V = table.dim(0), D = table.dim(1);
+  need(rows_of(out) == n && cols_of(out) == D, op,
+       "out expected [" + std::to_string(n) + ", " + std::to_string(D) + "], got " + out.shape.str());
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= V)
+      throw Error(std::string(op) + ": token id " + std::to_string(ids[i]) + " at position " + std::to_string(i) +
+                  " is outside the vocabulary of " + std::to_string(V) + " entries");
+  check(k::launch_embedding(table.data, table.dtype, out.data, out.dtype, D, ids, n, stream_), op, "kernel");
+}
+
+void CudaBackend::to_rgb8(Tensor x, Tensor rgb) {
+  const char* op = "to_rgb8";
+  enter(op);
+  need_float(x, op, "x");
+  need_dtype(rgb, DType::U8, op, "rgb");
+  need(x.ndim() == 4 && x.dim(1) == 3, op, "x must be [F, 3, H, W], got " + x.shape.str());
+  need_shape(rgb, Shape{x.dim(0), x.dim(2), x.dim(3), 3}, op, "rgb");
+  k::ToRgb8Params p;
+  p.x = x.data;
+  p.xt = x.dtype;
+  p.rgb = rgb.ptr<uint8_t>();
+  p.F = x.dim(0);
+  p.HW = x.dim(2) * x.dim(3);
+  check(k::launch_to_rgb8(p, stream_), op, "kernel");
+}
+
+// ---- factory --------------------------------------------------------------------------------------
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // no driver (cudaErrorInsufficientDriver) or no device: not an error here
+    return 0;
+  }
+  return n;
+}
+
+std::unique_ptr<Backend> create_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+}  // namespace vmla

@@ -1,0 +1,119 @@
+#pragma once
+// CUDA backend: bf16 storage, fp32 arithmetic, every op enqueued on one stream owned by the backend
+// (stream-ordered, no host synchronisation inside ops). Kernels live in kernels/, GEMMs in cuBLAS.
+// Include only from core/backend/cuda (and tools that need the stream, e.g. GL interop).
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <atomic>
+#include <string>
+
+#include "core/tensor/backend.h"
+
+namespace vmla {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  std::string name() const override { return "cuda"; }
+  std::string device_name() const override { return device_name_; }
+  Device device() const override { return Device::CUDA; }
+  DType act_dtype() const override { return DType::BF16; }
+  MemoryInfo memory_info() const override;
+
+  Buffer alloc_bytes(size_t bytes) override;
+  void free_bytes(void* p, size_t bytes) override;
+  void upload(const void* host, DType host_dtype, Tensor dst) override;
+  void download(Tensor src, void* host, DType host_dtype) override;
+  void synchronize() override;
+
+  void copy(Tensor src, Tensor dst) override;
+  void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n) override;
+  void fill(Tensor dst, float value) override;
+  void concat_heads(Tensor a, int da, Tensor b, int db, int heads, Tensor out) override;
+  void concat_channels(Tensor a, Tensor b, Tensor out) override;
+
+  void axpby(float alpha, Tensor x, float beta, Tensor y, Tensor out) override;
+  void activation(Tensor x, Tensor out, Activation act) override;
+  void tanh_clamp(Tensor x, Tensor out, float c) override;
+  void add_modulation(Tensor src, Tensor table, Tensor out) override;
+
+  void linear(Tensor x, Tensor w, Tensor b, Tensor y, Activation act = Activation::None) override;
+  void gemm_batched(const GemmBatched& p) override;
+
+  void layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) override;
+  void rms_norm(Tensor x, Tensor w, Tensor y, float eps) override;
+  void ln_modulate(Tensor x, Tensor mod, int shift_idx, int scale_idx, int64_t rows_per_frame, Tensor y,
+                   float eps) override;
+  void gated_residual(Tensor x, Tensor y, Tensor mod, int gate_idx, int64_t rows_per_frame) override;
+
+  void rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) override;
+  void attention(Tensor q, Tensor k, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,
+                 float scale) override;
+
+  void patchify(Tensor x, int ph, int pw, Tensor tokens) override;
+  void unpatchify(Tensor tokens, int ph, int pw, Tensor x) override;
+  void conv2d(Tensor x, Tensor w, Tensor b, Tensor y, int stride, int pad,
+              Activation act = Activation::None) override;
+  void upsample2x(Tensor x, Tensor y) override;
+  void embedding(Tensor table, const int32_t* ids, int64_t n, Tensor out) override;
+  void to_rgb8(Tensor x, Tensor rgb) override;
+
+  int device_index() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  // Row-major GEMM description (see Backend::GemmBatched), raw pointers.
+  struct Gemm {
+    const void* A = nullptr;
+    DType at = DType::BF16;
+    bool transA = false;
+    int64_t lda = 0, strideA = 0;
+    const void* B = nullptr;
+    DType bt = DType::BF16;
+    bool transB = false;
+    int64_t ldb = 0, strideB = 0;
+    void* C = nullptr;
+    DType ct = DType::BF16;
+    int64_t ldc = 0, strideC = 0;
+    int64_t M = 0, N = 0, K = 0, batch = 1;
+    float alpha = 1.f, beta = 0.f;
+  };
+  void gemm(const Gemm& g, const char* op);
+
+  // Grow-only device scratch. Growth frees the old block stream-ordered (cudaFreeAsync), so work
+  // already enqueued keeps using it safely and nothing waits on the host. Two independent slots:
+  // one for an op's own temporaries (im2col), one for the GEMM's dtype conversions.
+  struct Scratch {
+    void* p = nullptr;
+    size_t bytes = 0;
+  };
+  void* scratch(Scratch& s, size_t bytes, const char* op);
+
+  void enter(const char* op) const;  // makes this backend's device current for the calling thread
+
+  // Pinned staging for upload/download: two slots used alternately, each guarded by an event
+  // recorded after its copy, so the host only waits for a slot's previous copy.
+  static constexpr size_t kStagingBytes = size_t(8) << 20;
+  struct Staging {
+    void* host = nullptr;
+    cudaEvent_t done = nullptr;
+  };
+  Staging& staging_slot(const char* op);
+
+  int device_ = 0;
+  std::string device_name_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  void* cublas_workspace_ = nullptr;
+  Scratch scratch_op_, scratch_gemm_;
+  Staging staging_[2];
+  int next_staging_ = 0;
+  std::atomic<size_t> allocated_{0};
+};
+
+}  // namespace vmla

@@ -1,0 +1,27 @@
+#pragma once
+// Dense (non-causal) attention, flash style: one block per (32-query tile, head), K/V streamed in
+// 32-key tiles through shared memory, online softmax, fp32 accumulation. kv_heads divides heads
+// (MHA: equal; the absorbed MLA path: 1). dk, dv <= 256.
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/tensor/dtype.h"
+
+namespace vmla::kernels {
+
+constexpr int kAttentionMaxHeadDim = 256;
+
+struct AttentionParams {
+  const void* q = nullptr;  // [Tq, heads*dk]
+  const void* k = nullptr;  // [Tk, kv_heads*dk]
+  const void* v = nullptr;  // [Tk, kv_heads*dv]
+  void* out = nullptr;      // [Tq, heads*dv]
+  DType qt = DType::F32, kt = DType::F32, vt = DType::F32, ot = DType::F32;
+  int64_t Tq = 0, Tk = 0;
+  int heads = 0, kv_heads = 0, dk = 0, dv = 0;
+  float scale = 1.f;
+};
+cudaError_t launch_attention(const AttentionParams& p, cudaStream_t s);
+
+}  // namespace vmla::kernels

@@ -1,0 +1,24 @@
+#pragma once
+// Rotary embedding in place on [T, heads*head_stride]: pair p of every head (columns off+2p, off+2p+1)
+// is rotated by pos[t][axes[p]] * freqs[p] (adjacent pairs, Wan convention).
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/tensor/dtype.h"
+
+namespace vmla::kernels {
+
+struct RopeParams {
+  void* x = nullptr;
+  DType xt = DType::F32;
+  int64_t T = 0;
+  int heads = 0, head_stride = 0, offset = 0, npairs = 0;
+  const void* freqs = nullptr;  // [npairs]
+  DType ft = DType::F32;
+  const int32_t* axes = nullptr;  // [npairs]
+  const int32_t* pos = nullptr;   // [T, 3]
+};
+cudaError_t launch_rope(const RopeParams& p, cudaStream_t s);
+
+}  // namespace vmla::kernels
