@@ -8,6 +8,11 @@
 #include "app/cli/args.h"
 #include "app/cli/commands.h"
 #include "core/tensor/tensor.h"
+#ifdef VMLA_WITH_FFMPEG
+extern "C" {
+#include <libavutil/log.h>
+}
+#endif
 
 using namespace vmla;
 
@@ -37,6 +42,9 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
+#ifdef VMLA_WITH_FFMPEG
+  av_log_set_level(AV_LOG_ERROR);  // the encoder's settings dump is noise on a terminal
+#endif
   std::string cmd = argv[1];
   std::vector<std::string> rest(argv + 2, argv + argc);
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {

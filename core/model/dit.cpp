@@ -233,7 +233,7 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
       apply(be, blk.v_up, ckv_all, v_all);
       Tensor k_full = arena.tensor(Shape{Tk, int64_t(H) * (nope + rope)}, act);
       Tensor q_full = arena.tensor(Shape{T, int64_t(H) * (nope + rope)}, act);
-      be.concat_heads(k_nope, nope, kr_all, rope, 1, k_full);
+      be.concat_heads(k_nope, nope, kr_all, rope, H, k_full);
       be.concat_heads(q_nope, nope, q_r, rope, H, q_full);
       be.attention(q_full, k_full, v_all, heads_out, H, H, nope + rope, hd, scale);
     }

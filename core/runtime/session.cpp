@@ -150,8 +150,9 @@ std::shared_ptr<const Snapshot> Session::snapshot() const {
   return s;
 }
 
-void Session::restore(const std::shared_ptr<const Snapshot>& s) {
-  if (!s) throw Error("restore: empty snapshot");
+void Session::restore(const std::shared_ptr<const Snapshot>& snap) {
+  if (!snap) throw Error("restore: empty snapshot");
+  const std::shared_ptr<const Snapshot> s = snap;  // `snap` may live in boundaries_, which is replaced below
   Impl& im = *impl_;
   im.cache.load(im.be, s->cache);
   if (s->decoder_memory.size() != im.dec_state.memory.size()) throw Error("snapshot is from another model");

@@ -1,0 +1,93 @@
+#pragma once
+// safetensors reader (memory-mapped, validated) and writer (temp file + rename).
+//
+// File layout: u64 little-endian N | N bytes of JSON header | data section. The header maps tensor
+// names to {"dtype", "shape", "data_offsets": [begin, end)} (offsets relative to the data section)
+// plus an optional "__metadata__" object of string values. open() checks everything a malformed or
+// truncated file can get wrong before any tensor is touched, and throws FormatError / IoError with
+// the file, the tensor and the numbers; after open() succeeds every data() range lies in the file.
+//
+// Tensor data is not guaranteed to be aligned for its dtype (the format has no per-tensor alignment);
+// read_f32 copies safely, direct users of data() must memcpy or check alignment.
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/io/name_map.h"
+#include "core/tensor/tensor.h"
+
+namespace vmla::io {
+
+struct TensorInfo {
+  std::string name;  // as stored in the file
+  DType dtype = DType::F32;
+  Shape shape;
+  size_t offset = 0;  // from the start of the data section
+  size_t nbytes = 0;
+};
+
+class SafeTensors {
+ public:
+  static SafeTensors open(const std::string& path);  // throws IoError / FormatError
+
+  SafeTensors(SafeTensors&& o) noexcept;
+  SafeTensors& operator=(SafeTensors&& o) noexcept;
+  SafeTensors(const SafeTensors&) = delete;
+  SafeTensors& operator=(const SafeTensors&) = delete;
+  ~SafeTensors();
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  std::optional<std::string> meta(const std::string& key) const;
+
+  // Lookups accept the names stored in the file and, after apply_name_map, the mapped names.
+  bool has(const std::string& name) const;
+  // FormatError "model file <path> has no tensor '<name>'" (+ " (did you mean '<close>'?)").
+  const TensorInfo& info(const std::string& name) const;
+  const void* data(const std::string& name) const;  // pointer into the mapping, info(name).nbytes bytes
+  // Sorted. The stored names, or after apply_name_map the mapped (canonical) names.
+  std::vector<std::string> names() const;
+  size_t file_size() const { return size_; }
+  size_t tensor_count() const { return tensors_.size(); }
+
+  // The tensor converted to float32 (from F32, F16, BF16, I32 or U8). When `expected` has ndim > 0
+  // the shape must match: FormatError "<path>: tensor '<name>' has shape [a, b], expected [c, d]".
+  std::vector<float> read_f32(const std::string& name, const Shape& expected = Shape()) const;
+
+  // Makes every tensor also answer to map.map(stored name). Replaces an earlier map (always applied to
+  // the stored names). FormatError when two tensors would get the same name.
+  void apply_name_map(const NameMap& map);
+
+ private:
+  SafeTensors() = default;
+  const TensorInfo* find(const std::string& name) const;
+  void release() noexcept;
+
+  std::string path_;
+  const unsigned char* base_ = nullptr;  // the whole file, mapped read-only
+  size_t size_ = 0;
+  size_t data_start_ = 0;  // 8 + header length
+  std::map<std::string, std::string> metadata_;
+  std::vector<TensorInfo> tensors_;         // in data-offset order
+  std::map<std::string, size_t> by_name_;    // stored name -> index
+  std::map<std::string, size_t> by_mapped_;  // mapped name -> index (empty without a name map)
+};
+
+struct TensorData {
+  std::string name;
+  DType dtype = DType::F32;
+  Shape shape;
+  const void* data = nullptr;  // numel * dtype_size bytes
+};
+
+// Writes `path` atomically: to <path>.tmp (fsynced), then rename. On any failure the temp file is
+// removed and IoError names the path and the errno text; a previous file at `path` is untouched.
+// Invalid input (duplicate or empty names, negative dims, null data) throws FormatError before any
+// file is created. Header JSON is space-padded to a multiple of 8; tensors are stored in the order
+// given; `metadata` goes under "__metadata__".
+void write_safetensors(const std::string& path, const std::vector<TensorData>& tensors,
+                       const std::map<std::string, std::string>& metadata);
+
+}  // namespace vmla::io
