@@ -84,6 +84,25 @@ class TrainingRollouts(unittest.TestCase):
             ref = torch.stack([o["v0"] for o in outs]).flatten(0, 1)[None]
             self.assertLess(float((v - ref).abs().max()), 1e-10, att)
 
+    def test_teacher_forcing_prompt_switch_with_recache(self):
+        m = _util.small_model("mla")
+        s = S.Streamer(m, 4, _util.vocabulary())
+        s.set_prompt("a red ball bouncing")
+        c1 = s.cross
+        outs = [s.step_chunk(), s.step_chunk()]
+        s.set_prompt("a blue fish swimming", recache=True)
+        c2 = s.cross
+        outs += [s.step_chunk(), s.step_chunk()]
+        clean = torch.stack([o["x0"] for o in outs]).flatten(0, 1)[None]
+        noisy = torch.stack([o["noise0"] for o in outs]).flatten(0, 1)[None]
+        t = torch.full((1, 4), 1000.0, dtype=torch.float64)
+        rc = [torch.tensor([b]) for b in (False, False, True, False)]
+        v = S.teacher_forcing(m, clean, noisy, t, [c1, c1, c2, c2], 3, 1, 2, recache=rc)
+        ref = torch.stack([o["v0"] for o in outs]).flatten(0, 1)[None]
+        self.assertLess(float((v - ref).abs().max()), 1e-10)
+        v_no = S.teacher_forcing(m, clean, noisy, t, [c1, c1, c2, c2], 3, 1, 2)
+        self.assertGreater(float((v_no[:, 6:9] - ref[:, 6:9]).abs().max()), 1e-6)
+
     def test_self_rollout_gradients(self):
         m = _util.small_model("mla", dtype=torch.float32)
         s = S.Streamer(m, 1, _util.vocabulary())

@@ -83,8 +83,14 @@ class Cache:
                     self.ring_ids.pop(0)
             self.next_id += 1
 
-    def replace_ring(self, entries):
-        self.ring = self.split(entries, len(self.ring))
+    def replace_ring(self, entries, mask=None):
+        """Rewrites the ring's entries (re-cache); mask [B] bool keeps the old entries where False."""
+        new = self.split(entries, len(self.ring))
+        if mask is not None:
+            m = mask.view(-1, 1, 1)
+            new = [[{k: torch.where(m, nl[k], ol[k]) for k in nl} for nl, ol in zip(nf, of)]
+                   for nf, of in zip(new, self.ring)]
+        self.ring = new
 
     def copy(self):
         c = Cache(self.sink_frames, self.window_frames)
@@ -234,27 +240,48 @@ class Streamer:
 # Training rollouts (batched; same cache, positions and passes as the Streamer)
 
 
+def _chunk_cross(cross, k):
+    """cross is per-block (k, v) pairs, or a list over chunks of such lists."""
+    return cross[k] if isinstance(cross[0], list) else cross
+
+
+def _recache(model, cache, frames, cross, context_t, path, mask):
+    """Training-time re-cache: frames [B, n, ...] indexed by cache frame id; mask [B] bool."""
+    if not cache.ring or mask is None or not bool(mask.any()):
+        return
+    x = frames[:, cache.ring_ids]
+    B = x.shape[0]
+    tt = torch.full((B,), float(context_t), device=x.device, dtype=torch.float64)
+    _, entries = model.dit_pass(x, tt, cross, cache.context(sink_only=True), len(cache.sink), path)
+    cache.replace_ring(entries, mask)
+
+
 def teacher_forcing(model, clean, noisy, t, cross, chunk_frames, sink_frames, window_frames,
-                    context_t=0.0, path=None, detach_cache=False):
+                    context_t=0.0, path=None, recache=None, detach_cache=False):
     """Chunked teacher forcing. clean, noisy: [B, K*chunk_frames, C, H, W]; t: [B, K] model time
-    of each noisy chunk. For every chunk k one pass runs [clean_k ; noisy_k] (batch 2B) against the
-    cache built from the clean chunks before it (at context_t, window-local positions), then the
-    clean half's entries enter the cache. Returns v for the noisy frames [B, K*chunk_frames, ...]."""
+    of each noisy chunk; cross: per-block (k, v) or a list of them per chunk (prompt switches);
+    recache: optional list over chunks of [B] bool (re-cache the window when chunk k starts).
+    For every chunk k one pass runs [clean_k ; noisy_k] (batch 2B) against the cache built from
+    the clean chunks before it (at context_t, window-local positions), then the clean half's
+    entries enter the cache. Returns v for the noisy frames [B, K*chunk_frames, ...]."""
     B, N = clean.shape[:2]
     K = N // chunk_frames
     cache = Cache(sink_frames, window_frames)
     vs = []
     for k in range(K):
         sl = slice(k * chunk_frames, (k + 1) * chunk_frames)
+        cross_k = _chunk_cross(cross, k)
+        if recache is not None and k > 0:
+            _recache(model, cache, clean, cross_k, context_t, path, recache[k])
         ctx, n_ctx = cache.context(), cache.n_frames()
         tk = t[:, k].to(torch.float64)
         if k == K - 1:  # the last clean chunk's entries are never read
-            v, _ = model.dit_pass(noisy[:, sl], tk, cross, ctx, n_ctx, path)
+            v, _ = model.dit_pass(noisy[:, sl], tk, cross_k, ctx, n_ctx, path)
             vs.append(v)
             break
         x = torch.cat([clean[:, sl], noisy[:, sl]], dim=0)
         tt = torch.cat([torch.full_like(tk, float(context_t)), tk], dim=0)
-        cross2 = [(torch.cat([a, a], 0), torch.cat([b, b], 0)) for a, b in cross]
+        cross2 = [(torch.cat([a, a], 0), torch.cat([b, b], 0)) for a, b in cross_k]
         v, entries = model.dit_pass(x, tt, cross2, _dup(ctx, 2), n_ctx, path)
         vs.append(v[B:])
         cache.append([{n: e[:B] for n, e in layer.items()} for layer in entries], chunk_frames)
@@ -264,13 +291,13 @@ def teacher_forcing(model, clean, noisy, t, cross, chunk_frames, sink_frames, wi
 
 
 def self_rollout(model, cross, shape, n_chunks, timesteps, shift, chunk_frames, sink_frames, window_frames,
-                 context_t=0.0, path=None, exit_step=None, generator=None, grad=True):
+                 context_t=0.0, path=None, exit_step=None, generator=None, grad=True, recache=None):
     """Self-Forcing style rollout of the renoise sampler on the model's own cache.
 
-    shape: (B, C, H, W) of one latent frame. For every chunk the sampler runs steps 0..exit_step
-    (gradients only through the exit step's prediction), its x0 is the chunk's output, and a cache
-    pass without gradient appends the detached output. Returns ([B, n_chunks*chunk_frames, C, H, W],
-    exit_step)."""
+    shape: (B, C, H, W) of one latent frame; cross and recache as in teacher_forcing. For every
+    chunk the sampler runs steps 0..exit_step (gradients only through the exit step's prediction),
+    its x0 is the chunk's output, and a cache pass without gradient appends the detached output.
+    Returns ([B, n_chunks*chunk_frames, C, H, W], exit_step)."""
     B, C, H, W = shape
     sig = sigmas(timesteps, shift)
     if exit_step is None:
@@ -279,16 +306,21 @@ def self_rollout(model, cross, shape, n_chunks, timesteps, shift, chunk_frames, 
     cache = Cache(sink_frames, window_frames)
     outs = []
     for k in range(n_chunks):
+        cross_k = _chunk_cross(cross, k)
+        if recache is not None and k > 0:
+            with torch.no_grad():
+                _recache(model, cache, torch.cat(outs, 1).detach(), cross_k, context_t, path, recache[k])
         ctx, n_ctx = cache.context(), cache.n_frames()
         x = torch.randn(B, chunk_frames, C, H, W, device=dev, generator=generator)
         for i in range(exit_step + 1):
             with torch.set_grad_enabled(grad and i == exit_step):
-                v, _ = model.dit_pass(x, torch.full((B,), 1000.0 * sig[i], device=dev), cross, ctx, n_ctx, path)
+                v, _ = model.dit_pass(x, torch.full((B,), 1000.0 * sig[i], device=dev), cross_k, ctx, n_ctx, path)
                 x0 = x - sig[i] * v
             if i < exit_step:
                 x = ((1.0 - sig[i + 1]) * x0 + sig[i + 1] * torch.randn(x.shape, device=dev, generator=generator)).detach()
         outs.append(x0)
         with torch.no_grad():
-            _, entries = model.dit_pass(x0.detach(), torch.full((B,), float(context_t), device=dev), cross, ctx, n_ctx, path)
+            _, entries = model.dit_pass(x0.detach(), torch.full((B,), float(context_t), device=dev), cross_k, ctx,
+                                        n_ctx, path)
         cache.append(entries, chunk_frames)
     return torch.cat(outs, dim=1), exit_step

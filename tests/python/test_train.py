@@ -1,0 +1,103 @@
+import io
+import os
+import tempfile
+import unittest
+from contextlib import redirect_stdout
+
+import torch
+
+from tests.python import _util
+
+import export  # noqa: E402
+import train  # noqa: E402
+from vmla_ref import init as vinit  # noqa: E402
+from vmla_ref import st  # noqa: E402
+
+COMMON = ["--micro", "--batch", "2", "--chunks", "3", "--log-every", "1", "--device", "cpu"]
+
+
+def run(stage, d, *extra):
+    out = io.StringIO()
+    with redirect_stdout(out):
+        train.main(["--stage", stage, "--ckpt-dir", d] + COMMON + list(extra))
+    return out.getvalue()
+
+
+class MicroTraining(unittest.TestCase):
+    """One short run of every stage on the CPU, in order, plus resume, export and the evaluation."""
+
+    def test_pipeline(self):
+        torch.manual_seed(0)
+        with tempfile.TemporaryDirectory() as d:
+            self.assertIn("stage=ae step=2/2 done", run("ae", d, "--steps", "2"))
+            out = run("teacher", d, "--steps", "1")
+            self.assertIn("step=1/1 done", out)
+            # resume: a larger step target continues from the checkpoint
+            out = run("teacher", d, "--steps", "2")
+            self.assertIn("teacher 2 ", out)
+            self.assertNotIn("teacher 1 ", out)
+            self.assertIn("step=2/2 done", out)
+            for init in ("random", "spectral"):
+                self.assertIn("done init=" + init, run("convert", d, "--init", init))
+            self.assertIn("step=1/1 done", run("finetune", d, "--steps", "1"))
+            for arch in ("mla", "mha"):
+                out = run("student", d, "--arch", arch, "--steps", "1", "--fake-steps", "1", "--fake-warmup", "1")
+                self.assertIn(f"stage=student_{arch} step=1/1 done", out)
+            # --pack gathers what a student segment needs, --out copies a stage's own files
+            carry = os.path.join(d, "carry")
+            with redirect_stdout(io.StringIO()):
+                train.main(["--stage", "student", "--arch", "mla", "--ckpt-dir", d, "--pack", carry])
+            self.assertEqual(sorted(f.split(".")[0] for f in os.listdir(carry)),
+                             ["student_mla", "student_mla", "teacher", "teacher"])
+            outdir = os.path.join(d, "out")
+            run("convert", d, "--init", "random", "--out", outdir)
+            self.assertEqual(sorted(os.listdir(outdir)), ["convert.pt", "convert.s0.pt", "ranks_convert_random.json",
+                                                          "ranks_convert_spectral.json"])
+            # a stage that is out of time stops cleanly and says so
+            out = run("finetune", d, "--steps", "50", "--max-minutes", "0.001")
+            self.assertIn("incomplete", out)
+            models = os.path.join(d, "models")
+            with redirect_stdout(io.StringIO()):
+                paths = export.export(d, models)
+            for p in paths:
+                _, meta = st.load(p)
+                self.assertEqual(meta["trained"], "true")
+                self.assertEqual(meta["format"], "vmla-dit/1")
+                self.assertEqual(set(st.dtypes(p).values()), {"BF16"})
+                model, vocab, _ = vinit.load(p)
+                self.assertEqual(vocab, _util.vocabulary())
+                self.assertTrue(hasattr(model, "decoder") and hasattr(model, "encoder"))
+            from eval import run as evrun
+            report = os.path.join(d, "QUALITY.md")
+            with redirect_stdout(io.StringIO()):
+                evrun.main(["--ckpt-dir", d, "--models", ",".join(paths), "--out", report, "--probe-steps", "2",
+                            "--probe-batch", "2", "--n-videos", "2", "--chunks", "3", "--long-chunks", "3",
+                            "--size", "32", "--device", "cpu"])
+            text = open(report).read()
+            for section in ("Prompt adherence", "Temporal consistency", "prompt switch", "99%-energy rank"):
+                self.assertIn(section, text)
+
+    def test_spectral_conversion_of_dense_attention(self):
+        """With d_c and d_q at full rank, the spectral init reproduces the MHA attention logits of
+        the nope channels (norm calibration aside), and the rope key is the heads' mean."""
+        cfg = train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs/tiny.json")))
+        cfg["mla"].update(kv_latent=64, q_latent=64)
+        cfg = vinit.file_config(cfg, _util.vocabulary())
+        mha_cfg = dict(cfg, attention="mha")
+        mha = vinit.random_model(mha_cfg, _util.vocabulary(), 1, "strong")
+        mla = vinit.random_model(cfg, _util.vocabulary(), 2, "strong")
+        x = torch.randn(256, 64)
+        train.convert_block(mha.blocks[0], mla.blocks[0], cfg, x)
+        a, b = mha.blocks[0].self_attn, mla.blocks[0].self_attn
+        rope_idx, nope_idx = train.rope_channel_split(cfg)
+        wq = (a.q.weight * a.norm_q.weight[:, None]).view(2, 32, 64)[:, nope_idx].reshape(-1, 64)
+        wk = (a.k.weight * a.norm_k.weight[:, None]).view(2, 32, 64)[:, nope_idx].reshape(-1, 64)
+        ref = (x @ wq.T).view(256, 2, 24)[:, 0] @ (x @ wk.T).view(256, 2, 24)[:, 0].T
+        got = (x @ (b.q_up.weight @ b.q_down.weight).T).view(256, 2, 24)[:, 0] @ \
+              (x @ (b.k_up.weight @ b.kv_down.weight).T).view(256, 2, 24)[:, 0].T
+        self.assertLess(float((ref - got).abs().max() / ref.abs().max()), 1e-4)
+        self.assertEqual(rope_idx, [0, 1, 2, 3, 12, 13, 22, 23])
+
+
+if __name__ == "__main__":
+    unittest.main()

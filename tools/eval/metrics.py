@@ -1,0 +1,146 @@
+"""Generation and metrics for the quality report."""
+import contextlib
+
+import torch
+
+from vmla_ref import stream as vs
+from vmla_ref.model import Tokenizer
+from world import prompt_schedule, render
+
+from .probe import ATTRS, label_tensor
+
+
+def _autocast(device):
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def encode_prompts(model, vocabulary, prompts, device):
+    tok = Tokenizer(vocabulary, model.cfg["text_len"])
+    L = model.cfg["text_len"]
+    ids = torch.zeros(len(prompts), L, dtype=torch.long, device=device)
+    lens = torch.zeros(len(prompts), dtype=torch.long, device=device)
+    for i, p in enumerate(prompts):
+        e = tok.encode(p)["ids"]
+        ids[i, :len(e)] = torch.tensor(e, dtype=torch.long, device=device)
+        lens[i] = len(e)
+    return model.cross_kv(model.encode_text(ids, lens))
+
+
+@torch.no_grad()
+def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, recache=True):
+    """Batched streaming generation (the Streamer's algorithm, batched, torch noise).
+    Prompt 2 of a scene takes over at its event chunk when `switch`. -> frames [B, T, 3, H, W]."""
+    cfg = model.cfg
+    st, sm = cfg["stream"], cfg["sampler"]
+    B = len(scenes)
+    F_ = st["chunk_frames"]
+    C = cfg["in_channels"]
+    h = cfg["video"]["height"] // cfg["video"]["spatial_stride"]
+    w = cfg["video"]["width"] // cfg["video"]["spatial_stride"]
+    chunk_video = F_ * cfg["video"]["temporal_stride"]
+    sched = torch.tensor([prompt_schedule(s, n_chunks, chunk_video) for s in scenes], device=device).bool()
+    if not switch:
+        sched[:] = False
+    g = torch.Generator(device=device).manual_seed(seed)
+    sig = vs.sigmas(sm["timesteps"], sm["shift"])
+    cache = vs.Cache(st["sink_frames"], st["window_frames"])
+    latents, frames, dec_state = [], [], None
+    with _autocast(device):
+        c1 = encode_prompts(model, vocabulary, [s["prompt"] for s in scenes], device)
+        c2 = encode_prompts(model, vocabulary, [s["prompt2"] for s in scenes], device)
+        for k in range(n_chunks):
+            m = sched[:, k].view(-1, 1, 1, 1)
+            cross = [(torch.where(m, a2, a1), torch.where(m, b2, b1)) for (a1, b1), (a2, b2) in zip(c1, c2)]
+            if k > 0 and recache:
+                vs._recache(model, cache, torch.cat(latents, 1), cross, sm["context_t"], None,
+                            sched[:, k] & ~sched[:, k - 1])
+            ctx, n_ctx = cache.context(), cache.n_frames()
+            x = torch.randn(B, F_, C, h, w, device=device, generator=g)
+            for i, s in enumerate(sig):
+                v, _ = model.dit_pass(x, torch.full((B,), 1000.0 * s, device=device), cross, ctx, n_ctx)
+                v = v.float()
+                last = i == len(sig) - 1
+                if sm["kind"] == "renoise":
+                    x0 = x - s * v
+                    if not last:
+                        x = (1 - sig[i + 1]) * x0 + sig[i + 1] * torch.randn(x.shape, device=device, generator=g)
+                else:
+                    x = x + ((0.0 if last else sig[i + 1]) - s) * v
+                    x0 = x
+            _, entries = model.dit_pass(x0, torch.full((B,), float(sm["context_t"]), device=device), cross, ctx, n_ctx)
+            cache.append(entries, F_)
+            latents.append(x0)
+            y, dec_state = model.decoder(x0, dec_state)
+            frames.append(y.float().clamp(0, 1))
+    return torch.cat(frames, 1)
+
+
+@torch.no_grad()
+def probe_chunks(probe, video, scenes, chunk_video):
+    """Per chunk: (accuracy dict attr -> [B] bool tensor, embeddings [B, E])."""
+    out = []
+    for k in range(video.shape[1] // chunk_video):
+        clip = video[:, k * chunk_video:(k + 1) * chunk_video]
+        logits, emb = probe(clip)
+        labels = label_tensor(scenes, k * chunk_video, chunk_video, video.device)
+        out.append(({a: logits[a].argmax(-1) == labels[a] for a in ATTRS}, emb.float()))
+    return out
+
+
+def frechet(a, b):
+    """Frechet distance between two sets of embeddings [N, E] (float64, eigh-based sqrtm)."""
+    a, b = a.double(), b.double()
+    mu = (a.mean(0) - b.mean(0)).pow(2).sum()
+    ca, cb = torch.cov(a.T), torch.cov(b.T)
+
+    def sqrtm(m):
+        e, v = torch.linalg.eigh((m + m.T) / 2)
+        return (v * e.clamp(min=0).sqrt()) @ v.T
+
+    sa = sqrtm(ca)
+    return float(mu + torch.trace(ca) + torch.trace(cb) - 2 * torch.trace(sqrtm(sa @ cb @ sa)))
+
+
+def temporal(video, chunk_video):
+    """(mean |frame diff| inside chunks, at chunk boundaries)."""
+    d = (video[:, 1:] - video[:, :-1]).abs().mean((0, 2, 3, 4))
+    idx = torch.arange(1, video.shape[1], device=video.device)
+    boundary = (idx % chunk_video) == 0
+    return float(d[~boundary].mean()), float(d[boundary].mean()) if boundary.any() else float("nan")
+
+
+def rank99(w):
+    """(99%-energy rank, singular values) of a matrix."""
+    s = torch.linalg.svdvals(w.double())
+    e = s.pow(2)
+    c = torch.cumsum(e, 0) / e.sum()
+    return int((c < 0.99).sum().item()) + 1, s
+
+
+def attention_ranks(state, cfg):
+    """Per layer: MHA -> 99%-energy rank of [diag(norm_k) W_k; W_v] and the energy kept at rank d_c;
+    MLA -> 99%-energy rank of [W_uk W_dkv; W_uv W_dkv]."""
+    rows = []
+    d_c = cfg.get("mla", {}).get("kv_latent", 40)
+    for n in range(cfg["layers"]):
+        p = f"blocks.{n}.self_attn."
+        if cfg["attention"] == "mha":
+            wk = state[p + "k.weight"].float()
+            if p + "norm_k.weight" in state:
+                wk = wk * state[p + "norm_k.weight"].float()[:, None]
+            w = torch.cat([wk, state[p + "v.weight"].float()])
+            r, s = rank99(w)
+            e = s.pow(2)
+            rows.append({"layer": n, "rank99": r, "energy_at_dc": float(e[:d_c].sum() / e.sum()), "full": w.shape[1]})
+        else:
+            down = state[p + "kv_down.weight"].float()
+            w = torch.cat([state[p + "k_up.weight"].float() @ down, state[p + "v_up.weight"].float() @ down])
+            r, s = rank99(w)
+            rows.append({"layer": n, "rank99": r, "d_c": down.shape[0]})
+    return rows
+
+
+def real_video(scenes, n_frames, size, device):
+    return render(scenes, n_frames, size, 16, device)

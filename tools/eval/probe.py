@@ -1,0 +1,87 @@
+"""Probe network: reads a chunk of video frames and predicts the scene attributes of world.LABELS.
+Trained on world renders (ground truth); its accuracy on generated videos measures prompt adherence,
+its embedding gives a Frechet distance between generated and real chunks."""
+import os
+import random
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from world import LABELS
+
+ATTRS = list(LABELS)
+
+
+def chunk_labels(scene, f0, n):
+    """Attribute class ids of frames [f0, f0+n) of a scene (state at the middle frame)."""
+    mid = f0 + n // 2
+    s0 = scene["subjects"][0]
+    ev = scene["event"]
+    colour = ev["colour"] if ev["type"] == "colour" and mid >= ev["frame"] else s0["colour"]
+    camera = scene["camera"] if mid >= scene["camera_frame"] else "static"
+    vals = {"subject": s0["kind"], "colour": colour, "motion": s0["motion"], "setting": scene["setting"],
+            "time": scene["time"], "camera": camera, "particles": scene["particles"]}
+    return {a: LABELS[a].index(vals[a]) for a in ATTRS}
+
+
+def label_tensor(scenes, f0, n, device):
+    rows = [chunk_labels(s, f0, n) for s in scenes]
+    return {a: torch.tensor([r[a] for r in rows], device=device) for a in ATTRS}
+
+
+class Probe(nn.Module):
+    def __init__(self, size=64, width=48, emb=256):
+        super().__init__()
+        self.size = size
+        w = width
+        layers, c = [], 6
+        for co in (w, 2 * w, 4 * w, 4 * w):
+            layers += [nn.Conv2d(c, co, 3, stride=2, padding=1), nn.GroupNorm(8, co), nn.SiLU()]
+            c = co
+        self.frames = nn.Sequential(*layers)
+        self.proj = nn.Linear(c * (size // 16) ** 2, emb)
+        self.mix = nn.Sequential(nn.Linear(3 * emb, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.heads = nn.ModuleDict({a: nn.Linear(emb, len(LABELS[a])) for a in ATTRS})
+
+    def forward(self, clip):
+        """clip [B, T, 3, H, W] in [0, 1] -> (logits per attribute, embedding [B, emb])."""
+        B, T = clip.shape[:2]
+        x = F.adaptive_avg_pool2d(clip.flatten(0, 1), self.size).view(B, T, 3, self.size, self.size)
+        d = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], 1)
+        f = self.frames(torch.cat([x, d * 4.0], 2).flatten(0, 1) * 2 - 1)
+        f = self.proj(f.flatten(1)).view(B, T, -1)
+        feat = torch.cat([f.mean(1), f[:, -1] - f[:, 0], (f[:, 1:] - f[:, :-1]).abs().mean(1)], -1)
+        e = self.mix(feat)
+        return {a: h(e) for a, h in self.heads.items()}, e
+
+
+def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12, max_start_chunk=4, log=print):
+    """Trains (or resumes) the probe; returns it. Checkpoint at `path`."""
+    probe = Probe(size=min(64, world.size)).to(device)
+    opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-4)
+    step = 0
+    if os.path.exists(path):
+        ck = torch.load(path, map_location=device)
+        probe.load_state_dict(ck["probe"])
+        step = ck["step"]
+    t0 = time.time()
+    rng = random.Random(step)
+    while step < steps and time.time() - t0 < max_minutes * 60:
+        f0 = chunk_frames * rng.randint(0, max_start_chunk)
+        video, scenes = world.batch(10_000_000 + step, batch, chunk_frames, device, frame0=f0)
+        labels = label_tensor(scenes, f0, chunk_frames, device)
+        logits, _ = probe(video)
+        loss = sum(F.cross_entropy(logits[a], labels[a]) for a in ATTRS)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 100 == 0 or step == 1:
+            acc = {a: (logits[a].argmax(-1) == labels[a]).float().mean().item() for a in ATTRS}
+            log(f"probe {step} loss {loss.item():.3f} " + " ".join(f"{a} {v:.2f}" for a, v in acc.items()))
+    tmp = path + ".tmp"
+    torch.save({"probe": probe.state_dict(), "step": step}, tmp)  # small: Adam restarts per segment
+    os.replace(tmp, path)
+    return probe.eval(), step >= steps

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Writes the shipped tiny models from training checkpoints.
+
+    python3 tools/export.py --ckpt-dir CK                      # student checkpoints (default)
+    python3 tools/export.py --ckpt-dir CK --source finetune    # undistilled: euler sampler
+
+Outputs resources/models/vmla-tiny.safetensors (MLA) and resources/models/vmla-tiny-mha.safetensors
+(the MHA twin), bf16, metadata {config, vocabulary, format vmla-dit/1, trained true, description}.
+The DiT and text encoder come from the chosen stage's EMA weights, the decoder and encoder from ae.pt.
+"""
+import argparse
+import copy
+import os
+import sys
+
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TOOLS)
+sys.path.insert(0, TOOLS)
+
+from vmla_ref import init as vinit  # noqa: E402
+from vmla_ref import model as vm  # noqa: E402
+from vmla_ref import st  # noqa: E402
+from vmla_ref.stream import uniform_timesteps  # noqa: E402
+from train import load_ckpt  # noqa: E402
+
+MAX_BYTES = 24_000_000  # the shipped MLA file (the MHA twin is about 25 MB, no budget)
+SOURCES = {"mla": {"student": "student_mla", "finetune": "finetune", "teacher": None},
+           "mha": {"student": "student_mha", "finetune": "teacher", "teacher": "teacher"}}
+
+
+def build(ckpt_dir, arch, source):
+    name = SOURCES[arch][source]
+    if name is None:
+        raise SystemExit(f"no {arch} model for source {source}")
+    ck = load_ckpt(os.path.join(ckpt_dir, f"{name}.pt"))
+    ae = load_ckpt(os.path.join(ckpt_dir, "ae.pt"))
+    if ck is None or ae is None:
+        raise SystemExit(f"missing {name}.pt or ae.pt in {ckpt_dir}")
+    cfg = copy.deepcopy(ck["cfg"])
+    if source != "student":  # undistilled flow model: many small euler steps
+        cfg["sampler"] = {"kind": "euler", "timesteps": [round(t, 3) for t in uniform_timesteps(20)],
+                          "shift": 3.0, "context_t": 0}
+    model = vm.VMLA(cfg)
+    sd = dict(ck["ema"])
+    sd.update({f"decoder.{k}": v for k, v in ae["decoder"].items()})
+    sd.update({f"encoder.{k}": v for k, v in ae["encoder"].items()})
+    model.load_state_dict(sd)
+    info = f"{name} step {ck['step']}{'' if ck.get('done') else ' (unfinished)'}, ae step {ae['step']}"
+    return model, info
+
+
+def export(ckpt_dir, out_dir, source="student", archs=("mla", "mha"), dtype="BF16"):
+    vocab = vm.read_vocabulary(os.path.join(ROOT, "resources", "vocab", "tiny-words.txt"))
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for arch in archs:
+        model, info = build(ckpt_dir, arch, source)
+        fname = "vmla-tiny.safetensors" if arch == "mla" else "vmla-tiny-mha.safetensors"
+        path = os.path.join(out_dir, fname)
+        n = sum(p.numel() for p in model.parameters())
+        desc = (f"VideoMLA Studio tiny default model ({arch.upper()}), trained in-house on the procedural world "
+                f"(tools/world); {n / 1e6:.2f} M parameters; from {info}")
+        vinit.export(model, vocab, path, dtype=dtype, trained=True, description=desc)
+        size = os.path.getsize(path)
+        print(f"{path}: {size / 2**20:.2f} MiB, {n / 1e6:.2f} M parameters ({info})", flush=True)
+        if arch == "mla" and size > MAX_BYTES:
+            raise SystemExit(f"{path} is {size} bytes, over the {MAX_BYTES} byte budget")
+        written.append(path)
+    return written
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt-dir", required=True)
+    ap.add_argument("--out-dir", default=os.path.join(ROOT, "resources", "models"))
+    ap.add_argument("--source", choices=["student", "finetune", "teacher"], default="student")
+    ap.add_argument("--arch", choices=["both", "mla", "mha"], default="both")
+    ap.add_argument("--dtype", choices=["BF16", "F16", "F32"], default="BF16")
+    a = ap.parse_args(argv)
+    archs = ("mla", "mha") if a.arch == "both" else (a.arch,)
+    export(a.ckpt_dir, a.out_dir, a.source, archs, a.dtype)
+
+
+if __name__ == "__main__":
+    main()

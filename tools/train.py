@@ -1,0 +1,788 @@
+#!/usr/bin/env python3
+"""Training pipeline of the embedded tiny model, in resumable segments.
+
+    python3 tools/train.py --stage ae        --ckpt-dir CK --max-minutes 9
+    python3 tools/train.py --stage teacher   --ckpt-dir CK --max-minutes 9     (MHA, from scratch)
+    python3 tools/train.py --stage convert   --ckpt-dir CK --init spectral    (MHA -> MLA, or --init random)
+    python3 tools/train.py --stage finetune  --ckpt-dir CK --max-minutes 9     (MLA)
+    python3 tools/train.py --stage student   --ckpt-dir CK --arch mla --max-minutes 9
+    python3 tools/train.py --stage student   --ckpt-dir CK --arch mha --max-minutes 9
+
+Every stage resumes from CK/<stage>.pt, saves every --save-minutes and stops cleanly before
+--max-minutes; rerun the same command until it prints "STATUS ... done". Stages read the previous
+stages' checkpoints from the same folder. bf16 autocast on CUDA; --micro runs a tiny configuration
+on the CPU (tests).
+
+Stages:
+- ae: TAEHV-style encoder/decoder (4x time, 8x space, 16 channels) on world clips; reconstruction
+  plus a latent-scale regulariser (latents ~ unit variance: the DiT uses them unscaled) and noise
+  augmentation of the decoder input.
+- teacher: text encoder + causal MHA DiT, flow matching with chunked teacher forcing on the
+  streaming cache layout (sink + FIFO window, window-local positions, prompt switches, re-cache).
+- convert: MHA -> MLA. spectral: truncated SVD of [W_k(nope); W_v] and of W_q, the rope branch
+  from the teacher's highest-frequency rope channels, norms calibrated on data; random: fresh MLA
+  attention. Everything else is copied.
+- finetune: the MLA model, flow matching plus distillation of the teacher's velocity.
+- student: few-step renoise generator trained on its own rollouts with the cache (Self-Forcing),
+  with distribution matching (DMD: frozen teacher as real score with CFG, a trained fake score).
+"""
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TOOLS)
+sys.path.insert(0, TOOLS)
+
+from vmla_ref import model as vm  # noqa: E402
+from vmla_ref import stream as vs  # noqa: E402
+from vmla_ref.init import file_config, init_state  # noqa: E402
+from world import World, prompt_schedule  # noqa: E402
+
+VOCAB = os.path.join(ROOT, "resources", "vocab", "tiny-words.txt")
+STAGES = ["ae", "teacher", "convert", "finetune", "student"]
+DEFAULTS = {  # steps, batch (clips), chunks per clip, lr
+    "ae": dict(steps=12000, batch=12, chunks=2, lr=5e-4),
+    "teacher": dict(steps=24000, batch=32, chunks=5, lr=3e-4),
+    "finetune": dict(steps=10000, batch=32, chunks=5, lr=1e-4),
+    "student": dict(steps=3000, batch=16, chunks=5, lr=2e-5),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration, checkpoints, helpers
+
+
+def micro_config(cfg):
+    """A tiny variant of a config for CPU tests (same structure, 32x32 video)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.update(dim=64, ffn_dim=128, layers=2, heads=2, head_dim=32, freq_dim=32, text_dim=32)
+    if cfg["attention"] == "mla":
+        cfg["mla"] = {"kv_latent": 16, "q_latent": 32, "nope_dim": 24, "rope_dim": 8}
+    cfg["rope"] = {"theta": 10000.0, "axis_dims": [12, 10, 10], "mla_pairs": [2, 1, 1]}
+    cfg["video"].update(width=32, height=32)
+    cfg["stream"] = {"chunk_frames": 3, "sink_frames": 1, "window_frames": 2}
+    cfg["text_encoder"].update(dim=32, layers=1, heads=2, ffn_dim=64)
+    cfg["decoder"].update(channels=[16, 8, 8, 8], blocks_per_stage=1)
+    cfg["encoder"].update(channels=8, blocks_per_stage=1)
+    return cfg
+
+
+def load_cfg(args, attention):
+    name = "tiny.json" if attention == "mla" else "tiny-mha.json"
+    cfg = vm.load_config(os.path.join(ROOT, "resources", "configs", name))
+    if args.micro:
+        cfg = micro_config(cfg)
+    return file_config(cfg, vocabulary())
+
+
+def vocabulary():
+    return vm.read_vocabulary(VOCAB)
+
+
+def ckpt_path(args, name):
+    return os.path.join(args.ckpt_dir, f"{name}.pt")
+
+
+SHARD_BYTES = 15 * 2**20  # the device tool returns files of at most 16 MiB
+
+
+def save_ckpt(path, obj, compact=True):
+    """Writes obj (a dict whose dict values of tensors are state dicts) as `path` plus shards
+    `path[:-3].s{i}.pt` of at most SHARD_BYTES. compact: floating tensors stored as bf16."""
+    meta, tensors = {}, []
+    for k, v in obj.items():
+        if isinstance(v, dict) and v and all(torch.is_tensor(t) for t in v.values()):
+            meta[k] = "__tensors__"
+            for n, t in v.items():
+                t = t.detach().cpu()
+                if compact and t.is_floating_point():
+                    t = t.to(torch.bfloat16)
+                tensors.append((k, n, t))
+        else:
+            meta[k] = v
+    shards, cur, size = [], {}, 0
+    for k, n, t in tensors:
+        b = t.numel() * t.element_size()
+        if cur and size + b > SHARD_BYTES:
+            shards.append(cur)
+            cur, size = {}, 0
+        cur[(k, n)] = t
+        size += b
+    if cur:
+        shards.append(cur)
+    base = path[:-3]
+    names = []
+    for i, sh in enumerate(shards):
+        name = f"{base}.s{i}.pt"
+        torch.save(sh, name + ".tmp")
+        os.replace(name + ".tmp", name)
+        names.append(os.path.basename(name))
+    i = len(shards)
+    while os.path.exists(f"{base}.s{i}.pt"):  # stale shards of a larger earlier save
+        os.remove(f"{base}.s{i}.pt")
+        i += 1
+    meta["__shards__"] = names
+    torch.save(meta, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_ckpt(path, device="cpu"):
+    """Reads a checkpoint written by save_ckpt; tensors come back as float32 (or their integer type)."""
+    if not os.path.exists(path):
+        return None
+    meta = torch.load(path, map_location="cpu")
+    obj = {k: ({} if v == "__tensors__" else v) for k, v in meta.items() if k != "__shards__"}
+    for name in meta.get("__shards__", []):
+        for (k, n), t in torch.load(os.path.join(os.path.dirname(path), name), map_location="cpu").items():
+            obj[k][n] = (t.float() if t.is_floating_point() else t).to(device)
+    return obj
+
+
+def ckpt_files(ckpt_dir, name):
+    """The files of checkpoint `name` (main file, shards, rank report) present in ckpt_dir."""
+    import glob
+    base = os.path.join(ckpt_dir, name)
+    files = [base + ".pt"] if os.path.exists(base + ".pt") else []
+    files += sorted(glob.glob(base + ".s*.pt"))
+    files += glob.glob(os.path.join(ckpt_dir, f"ranks_{name}*.json"))
+    return files
+
+
+def needs(args):
+    """Checkpoints that a segment of the stage reads (its own first)."""
+    own = f"student_{args.arch}" if args.stage == "student" else args.stage
+    have = lambda n: os.path.exists(os.path.join(args.ckpt_dir, n + ".pt"))  # noqa: E731
+    if args.stage == "ae":
+        return own, []
+    if args.stage in ("teacher", "convert"):
+        return own, ["ae", "teacher"]
+    if args.stage == "finetune":
+        return own, ["ae", "teacher"] + ([] if have("finetune") else ["convert"])
+    first = [] if have(own) else (["finetune"] if args.arch == "mla" else [])
+    return own, ["teacher"] + first
+
+
+def pack(args):
+    """Copies what a segment of the stage needs into args.pack (the folder to carry to the GPU)."""
+    import shutil
+    own, inputs = needs(args)
+    if os.path.isdir(args.pack):
+        shutil.rmtree(args.pack)
+    os.makedirs(args.pack)
+    total = 0
+    for n in [own] + inputs:
+        for f in ckpt_files(args.ckpt_dir, n):
+            if f.endswith(".json"):
+                continue
+            shutil.copy2(f, args.pack)
+            total += os.path.getsize(f)
+    print(f"packed {args.pack}: {total / 2**20:.1f} MiB for stage {own} (inputs {', '.join(inputs) or '-'})")
+    if total > 56 * 2**20:
+        print("warning: over 56 MiB; the device tool carries 64 MiB including the repository", flush=True)
+
+
+def copy_out(args):
+    """Copies the stage's own checkpoint files into args.out (returned by the device tool)."""
+    import shutil
+    own, _ = needs(args)
+    os.makedirs(args.out, exist_ok=True)
+    for f in ckpt_files(args.ckpt_dir, own):
+        shutil.copy2(f, args.out)
+
+
+def save_ranks(args, name, model):
+    """Writes CK/ranks_<name>.json (99%-energy ranks of the attention operators) for the report."""
+    from eval.metrics import attention_ranks
+    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    cfg = dict(model.cfg, mla=model.cfg.get("mla", {"kv_latent": load_cfg(args, "mla")["mla"]["kv_latent"]}))
+    with open(os.path.join(args.ckpt_dir, f"ranks_{name}.json"), "w") as f:
+        json.dump({"name": name, "attention": cfg["attention"], "dim": cfg["dim"], "d_c": cfg["mla"]["kv_latent"],
+                   "layers": attention_ranks(sd, cfg)}, f)
+
+
+def require(args, name):
+    ck = load_ckpt(ckpt_path(args, name))
+    if ck is None:
+        sys.exit(f"missing checkpoint {ckpt_path(args, name)}: run stage '{name.split('_')[0]}' first")
+    if not ck.get("done", False):
+        print(f"note: {name}.pt is not finished (step {ck['step']}); using it anyway", flush=True)
+    return ck
+
+
+def autocast(device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def setup_device(args):
+    dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+        vm.USE_SDPA = (major, minor) >= (2, 1)  # `scale=` argument
+    return dev
+
+
+def lr_at(step, total, base, warmup=300):
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+@torch.no_grad()
+def ema_update(ema, model, decay):
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach().to(e.dtype), 1.0 - decay)
+
+
+class Clock:
+    """Stops a stage before --max-minutes and saves every --save-minutes."""
+
+    def __init__(self, args):
+        self.t0 = time.time()
+        self.limit = args.max_minutes * 60.0
+        self.save_every = args.save_minutes * 60.0
+        self.last_save = self.t0
+        self.step_time = 0.0
+
+    def tick(self, dt):
+        self.step_time = dt if self.step_time == 0 else 0.9 * self.step_time + 0.1 * dt
+
+    def out_of_time(self, save_cost=5.0):
+        return time.time() - self.t0 + 2 * self.step_time + save_cost > self.limit
+
+    def should_save(self):
+        if time.time() - self.last_save > self.save_every:
+            self.last_save = time.time()
+            return True
+        return False
+
+
+def status(stage, step, total, done, extra=""):
+    state = "done" if done else "incomplete: rerun the same command to resume"
+    print(f"STATUS stage={stage} step={step}/{total} {state} {extra}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Data: world clips, latents, prompts
+
+
+class Data:
+    def __init__(self, args, cfg, device):
+        v = cfg["video"]
+        self.world = World(seed=args.seed, size=v["width"], fps=v["fps"], event_prob=0.35,
+                           chunk_video_frames=cfg["stream"]["chunk_frames"] * v["temporal_stride"])
+        self.cfg, self.device = cfg, device
+        self.tok = vm.Tokenizer(vocabulary(), cfg["text_len"])
+        self.chunk_video = cfg["stream"]["chunk_frames"] * v["temporal_stride"]
+
+    def clips(self, step, batch, n_chunks, render=True):
+        n_frames = n_chunks * self.chunk_video
+        if render:
+            video, scenes = self.world.batch(step, batch, n_frames, self.device)
+        else:
+            video, scenes = None, self.world.scenes(step * batch, batch, n_frames)
+        return video, scenes
+
+    def ids(self, prompts):
+        L = self.cfg["text_len"]
+        ids = torch.zeros(len(prompts), L, dtype=torch.long)
+        lens = torch.zeros(len(prompts), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            e = self.tok.encode(p)["ids"]
+            ids[i, :len(e)] = torch.tensor(e, dtype=torch.long)
+            lens[i] = len(e)
+        return ids.to(self.device), lens.to(self.device)
+
+
+def prompt_plan(data, scenes, n_chunks, drop=0.0, recache_prob=0.5, rng=None):
+    """(prompts1, prompts2, switch mask [K, B] of chunks using prompt 2, recache list [K] of [B])."""
+    rng = rng or random
+    p1, p2, sched = [], [], []
+    for s in scenes:
+        empty = rng.random() < drop
+        p1.append("" if empty else s["prompt"])
+        p2.append("" if empty else s["prompt2"])
+        sched.append(prompt_schedule(s, n_chunks, data.chunk_video))
+    use2 = torch.tensor(sched, dtype=torch.bool, device=data.device).T  # [K, B]
+    rc = [torch.zeros(len(scenes), dtype=torch.bool, device=data.device)]
+    for k in range(1, n_chunks):
+        switched = use2[k] & ~use2[k - 1]
+        coin = torch.tensor([rng.random() < recache_prob for _ in scenes], device=data.device)
+        rc.append(switched & coin)
+    return p1, p2, use2, rc
+
+
+def cross_per_chunk(model, data, p1, p2, use2):
+    """Per-chunk cross-attention K/V (prompt 1 or 2 per sample)."""
+    ids1, l1 = data.ids(p1)
+    ids2, l2 = data.ids(p2)
+    train_text = any(p.requires_grad for p in model.text_encoder.parameters())
+    with torch.set_grad_enabled(train_text and torch.is_grad_enabled()):
+        t1, t2 = model.encode_text(ids1, l1), model.encode_text(ids2, l2)
+    c1, c2 = model.cross_kv(t1), model.cross_kv(t2)
+    out = []
+    for k in range(use2.shape[0]):
+        m = use2[k].view(-1, 1, 1, 1)
+        out.append([(torch.where(m, a2, a1), torch.where(m, b2, b1)) for (a1, b1), (a2, b2) in zip(c1, c2)])
+    return out
+
+
+def sample_sigma(shape, device, shift=3.0):
+    u = torch.sigmoid(torch.randn(shape, device=device))
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def build_ae(cfg):
+    lv = cfg["video"]["latent_channels"]
+    return vm.Encoder(cfg["encoder"], lv), vm.Decoder(cfg["decoder"], lv)
+
+
+def load_encoder(args, cfg, device):
+    ck = require(args, "ae")
+    enc, _ = build_ae(cfg)
+    enc.load_state_dict(ck["encoder"])
+    return enc.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def encode_video(enc, video, device):
+    with autocast(device):
+        z, _ = enc(video)
+    return z.float()
+
+
+# --------------------------------------------------------------------------------------------
+# Stage: autoencoder
+
+
+def stage_ae(args, dev):
+    cfg = load_cfg(args, "mla")
+    d = DEFAULTS["ae"]
+    steps, batch = args.steps or d["steps"], args.batch or d["batch"]
+    enc, dec = build_ae(cfg)
+    enc, dec = enc.to(dev), dec.to(dev)
+    params = list(enc.parameters()) + list(dec.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr or d["lr"], weight_decay=0.0, betas=(0.9, 0.99))
+    ck = load_ckpt(ckpt_path(args, "ae"), dev)
+    step = 0
+    if ck:
+        enc.load_state_dict(ck["encoder"]), dec.load_state_dict(ck["decoder"])
+        if "opt" in ck:
+            opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        if step >= steps:
+            return status("ae", step, steps, True)
+    data = Data(args, cfg, dev)
+    clock = Clock(args)
+    n_frames = 16 if not args.micro else 8
+
+    def save(done=False):
+        state = {"stage": "ae", "step": step, "done": done, "encoder": enc.state_dict(),
+                 "decoder": dec.state_dict(), "cfg": cfg}
+        if not done:
+            state["opt"] = opt.state_dict()
+        save_ckpt(ckpt_path(args, "ae"), state, compact=False)
+
+    while step < steps:
+        t0 = time.time()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, args.lr or d["lr"])
+        video, _ = data.world.batch(step, batch, n_frames, dev)
+        with autocast(dev):
+            z, _ = enc(video)
+            z = z.float()
+            sigma = 0.2 * torch.rand(z.shape[0], 1, 1, 1, 1, device=dev)
+            rec, _ = dec(z + sigma * torch.randn_like(z))
+        rec = rec.float()
+        loss_rec = F.mse_loss(rec, video) + 0.5 * F.l1_loss(rec, video)
+        zc = z.transpose(1, 2).flatten(2)  # [B, C, ...]
+        loss_reg = (zc.mean((0, 2)) ** 2).mean() + ((zc.var((0, 2)) - 1.0) ** 2).mean()
+        loss = loss_rec + 0.02 * loss_reg
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        clock.tick(time.time() - t0)
+        if step % args.log_every == 0 or step == 1:
+            psnr = -10 * math.log10(max(F.mse_loss(rec.clamp(0, 1), video).item(), 1e-10))
+            print(f"ae {step} loss {loss.item():.4f} psnr {psnr:.2f} z_std {z.std().item():.3f} "
+                  f"{clock.step_time * 1000:.0f} ms/step", flush=True)
+        if clock.should_save():
+            save()
+        if clock.out_of_time():
+            break
+    save(done=step >= steps)
+    status("ae", step, steps, step >= steps)
+
+
+# --------------------------------------------------------------------------------------------
+# Stages: teacher (MHA) and finetune (MLA): flow matching with chunked teacher forcing
+
+
+def make_dit(cfg, dev):
+    m = vm.VMLA(cfg, with_decoder=False, with_encoder=False)
+    init_state(m, seed=1, profile="train")
+    return m.to(dev)
+
+
+def fm_batch(args, data, enc, dev, step, batch, n_chunks, cfg):
+    """Latents, noise, sigmas and prompt plan of one teacher-forcing batch."""
+    video, scenes = data.clips(step, batch, n_chunks)
+    x0 = encode_video(enc, video, dev)
+    noise = torch.randn_like(x0)
+    K, F_ = n_chunks, cfg["stream"]["chunk_frames"]
+    sig = sample_sigma((batch, K), dev)
+    s = sig.repeat_interleave(F_, 1).view(batch, K * F_, 1, 1, 1)
+    xt = (1 - s) * x0 + s * noise
+    plan = prompt_plan(data, scenes, K, drop=0.1)
+    return x0, noise, xt, sig, plan
+
+
+def tf_velocity(model, cfg, x0, xt, sig, cross, recache):
+    st = cfg["stream"]
+    return vs.teacher_forcing(model, x0, xt, 1000.0 * sig, cross, st["chunk_frames"], st["sink_frames"],
+                              st["window_frames"], cfg["sampler"]["context_t"], recache=recache)
+
+
+def stage_flow(args, dev, stage):
+    """teacher: MHA from scratch; finetune: MLA from convert.pt, distilling the teacher."""
+    d = DEFAULTS[stage]
+    steps, batch, K = args.steps or d["steps"], args.batch or d["batch"], args.chunks or d["chunks"]
+    base_lr = args.lr or d["lr"]
+    attention = "mha" if stage == "teacher" else "mla"
+    cfg = load_cfg(args, attention)
+    model = make_dit(cfg, dev)
+    teacher = None
+    ck = load_ckpt(ckpt_path(args, stage), dev)
+    if stage == "finetune":
+        if ck is None:
+            model.load_state_dict(require(args, "convert")["ema"])
+        tck = require(args, "teacher")
+        teacher = make_dit(tck["cfg"], dev)
+        teacher.load_state_dict(tck["ema"])
+        teacher.eval().requires_grad_(False)
+        model.text_encoder.requires_grad_(False)  # the teacher's text encoder is shared by all models
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=base_lr, weight_decay=0.01, betas=(0.9, 0.99))
+    ema = copy.deepcopy(model).requires_grad_(False)
+    step = start = 0
+    if ck:  # the optimizer restarts each segment (compact checkpoints); finetune resumes from its EMA
+        model.load_state_dict(ck.get("model", ck["ema"])), ema.load_state_dict(ck["ema"])
+        step = start = ck["step"]
+        if step >= steps:
+            return status(stage, step, steps, True)
+    enc = load_encoder(args, cfg, dev)
+    data = Data(args, cfg, dev)
+    clock = Clock(args)
+
+    def save(done=False):
+        state = {"stage": stage, "step": step, "done": done, "ema": ema.state_dict(), "cfg": cfg}
+        if stage == "teacher" and not done:  # later stages read the EMA only
+            state["model"] = model.state_dict()
+        save_ckpt(ckpt_path(args, stage), state)
+        if done:
+            save_ranks(args, stage, ema)
+
+    while step < steps:
+        t0 = time.time()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, base_lr) * min(1.0, (step - start + 1) / 100)  # re-warm Adam
+        x0, noise, xt, sig, (p1, p2, use2, rc) = fm_batch(args, data, enc, dev, step, batch, K, cfg)
+        with autocast(dev):
+            cross = cross_per_chunk(model, data, p1, p2, use2)
+            v = tf_velocity(model, cfg, x0, xt, sig, cross, rc).float()
+            loss = F.mse_loss(v, noise - x0)
+            loss_d = torch.zeros((), device=dev)
+            if teacher is not None and args.distill > 0:
+                with torch.no_grad():
+                    tcross = cross_per_chunk(teacher, data, p1, p2, use2)
+                    vt = tf_velocity(teacher, tck["cfg"], x0, xt, sig, tcross, rc).float()
+                loss_d = F.mse_loss(v, vt)
+            total = loss + args.distill * loss_d
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        gn = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        ema_update(ema, model, 0.999 if step > 1000 else 0.99)
+        step += 1
+        clock.tick(time.time() - t0)
+        if step % args.log_every == 0 or step == 1:
+            print(f"{stage} {step} fm {loss.item():.4f} distill {loss_d.item():.4f} gn {float(gn):.2f} "
+                  f"lr {opt.param_groups[0]['lr']:.2e} {clock.step_time * 1000:.0f} ms/step", flush=True)
+        if clock.should_save():
+            save()
+        if clock.out_of_time():
+            break
+    save(done=step >= steps)
+    status(stage, step, steps, step >= steps)
+
+
+# --------------------------------------------------------------------------------------------
+# Stage: convert MHA -> MLA
+
+
+def rope_channel_split(cfg):
+    """Per-head indices of the MHA head_dim channels that become the MLA rope part (the first
+    mla_pairs[a] pairs of each axis: the highest frequencies) and the nope part (the rest)."""
+    axis, pairs = cfg["rope"]["axis_dims"], cfg["rope"]["mla_pairs"]
+    rope, start = [], 0
+    for a in range(3):
+        for j in range(pairs[a]):
+            p = start + j
+            rope += [2 * p, 2 * p + 1]
+        start += axis[a] // 2
+    nope = [i for i in range(cfg["head_dim"]) if i not in rope]
+    return rope, nope
+
+
+def _svd_split(w, rank):
+    """w [out, in] ~ up @ down with up [out, rank], down [rank, in] (balanced sqrt(S))."""
+    U, S, Vh = torch.linalg.svd(w.double(), full_matrices=False)
+    r = S[:rank].sqrt()
+    return (U[:, :rank] * r).float(), (r[:, None] * Vh[:rank]).float(), S
+
+
+@torch.no_grad()
+def convert_block(blk_mha, blk_mla, cfg, x):
+    """Spectral init of one self-attention. x: sample inputs of the attention [T, dim]."""
+    a, b = blk_mha.self_attn, blk_mla.self_attn
+    H, hd = cfg["heads"], cfg["head_dim"]
+    m = cfg["mla"]
+    dc, dq, nope, R = m["kv_latent"], m["q_latent"], m["nope_dim"], m["rope_dim"]
+    rope_idx, nope_idx = rope_channel_split(cfg)
+    assert len(nope_idx) == nope and len(rope_idx) == R, "MLA split must match the dense head"
+
+    def rows(w, idx):  # [H*hd, in] -> [H*len(idx), in] with idx per head
+        return w.view(H, hd, -1)[:, idx].reshape(H * len(idx), -1)
+
+    gq, gk = a.norm_q.weight[:, None], a.norm_k.weight[:, None]
+    wq, wk, wv = a.q.weight * gq, a.k.weight * gk, a.v.weight
+    # queries: [q_nope; q_rope] = up(down x)
+    up, down, _ = _svd_split(torch.cat([rows(wq, nope_idx), rows(wq, rope_idx)]), dq)
+    b.q_down.weight.copy_(down)
+    b.q_up.weight.copy_(up[:H * nope])
+    b.q_rope.weight.copy_(up[H * nope:])
+    # keys/values: [k_nope; v] = up(down x); rope key shared: mean over heads
+    up, down, _ = _svd_split(torch.cat([rows(wk, nope_idx), wv]), dc)
+    b.kv_down.weight.copy_(down)
+    b.k_up.weight.copy_(up[:H * nope])
+    b.v_up.weight.copy_(up[H * nope:])
+    b.k_rope.weight.copy_(wk.view(H, hd, -1)[:, rope_idx].mean(0))
+    b.o.load_state_dict(a.o.state_dict())
+    # norm calibration: MHA normalises q, k by their RMS over dim; MLA by the latent's RMS
+    rms = lambda t: t.pow(2).mean(-1).sqrt()  # noqa: E731
+    raw_q, raw_k, c_q, c_kv = a.q(x), a.k(x), x @ b.q_down.weight.T, x @ b.kv_down.weight.T
+    g_q = (rms(c_q) / rms(raw_q)).mean()
+    g_k = (rms(c_kv) / rms(raw_k)).mean()
+    b.q_norm.weight.fill_(float(g_q))
+    b.kv_norm.weight.fill_(float(g_k))
+    b.v_up.weight.mul_(float(rms(c_kv).mean() / g_k))  # values were not normalised in MHA
+
+
+def stage_convert(args, dev):
+    tck = require(args, "teacher")
+    cfg_mla = load_cfg(args, "mla")
+    teacher = make_dit(tck["cfg"], dev)
+    teacher.load_state_dict(tck["ema"])
+    mla = make_dit(cfg_mla, dev)
+    sd = {k: v for k, v in teacher.state_dict().items() if ".self_attn." not in k}
+    missing = mla.load_state_dict(sd, strict=False)
+    assert all(".self_attn." in k for k in missing.missing_keys), missing
+    if args.init == "spectral":
+        enc = load_encoder(args, cfg_mla, dev)
+        data = Data(args, cfg_mla, dev)
+        x0, noise, xt, sig, (p1, p2, use2, rc) = fm_batch(args, data, enc, dev, 10**6, 4, 2, cfg_mla)
+        inputs = {i: [] for i in range(len(teacher.blocks))}
+        hooks = [blk.self_attn.register_forward_pre_hook(
+            lambda mod, inp, i=i: inputs[i].append(inp[0].detach().reshape(-1, inp[0].shape[-1])))
+            for i, blk in enumerate(teacher.blocks)]
+        with torch.no_grad():
+            cross = cross_per_chunk(teacher, data, p1, p2, use2)
+            tf_velocity(teacher, tck["cfg"], x0, xt, sig, cross, None)
+        for h in hooks:
+            h.remove()
+        for i, (bt, bm) in enumerate(zip(teacher.blocks, mla.blocks)):
+            x = torch.cat(inputs[i]).float()
+            x = x[torch.randperm(x.shape[0], device=x.device)[:8192]]
+            convert_block(bt, bm, cfg_mla, x)
+    print(f"convert: MLA initialised ({args.init}) from teacher step {tck['step']}", flush=True)
+    save_ckpt(ckpt_path(args, "convert"), {"stage": "convert", "step": 0, "done": True, "init": args.init,
+                                           "ema": mla.state_dict(), "cfg": cfg_mla})
+    save_ranks(args, f"convert_{args.init}", mla)
+    status("convert", 1, 1, True, f"init={args.init}")
+
+
+# --------------------------------------------------------------------------------------------
+# Stage: few-step student (Self-Forcing rollouts + DMD)
+
+
+def stage_student(args, dev):
+    d = DEFAULTS["student"]
+    steps, batch, K = args.steps or d["steps"], args.batch or d["batch"], args.chunks or d["chunks"]
+    name = f"student_{args.arch}"
+    cfg = load_cfg(args, args.arch)
+    tck = require(args, "teacher")
+    real = make_dit(tck["cfg"], dev)
+    real.load_state_dict(tck["ema"])
+    real.eval().requires_grad_(False)
+    gen = make_dit(cfg, dev)
+    ck = load_ckpt(ckpt_path(args, name), dev)
+    if ck:  # resumes from the generator's EMA (compact checkpoints)
+        gen.load_state_dict(ck["ema"])
+    else:
+        gen.load_state_dict(require(args, "finetune")["ema"] if args.arch == "mla" else tck["ema"])
+    gen.text_encoder.requires_grad_(False)
+    fake = copy.deepcopy(real).requires_grad_(True)
+    fake.text_encoder.requires_grad_(False)
+    g_params = [p for p in gen.parameters() if p.requires_grad]
+    f_params = [p for p in fake.parameters() if p.requires_grad]
+    opt_g = torch.optim.AdamW(g_params, lr=args.lr or d["lr"], weight_decay=0.01, betas=(0.0, 0.999))
+    opt_f = torch.optim.AdamW(f_params, lr=args.lr_fake, weight_decay=0.01, betas=(0.0, 0.999))
+    ema = copy.deepcopy(gen).requires_grad_(False)
+    step = start = ck["step"] if ck else 0
+    if step >= steps:
+        return status(name, step, steps, True)
+    data = Data(args, cfg, dev)
+    clock = Clock(args)
+    st, sm = cfg["stream"], cfg["sampler"]
+    C = cfg["in_channels"]
+    h, w = vm.latent_grid(cfg)[:2]
+    rng = random.Random(args.seed * 7 + step)
+
+    def rollout(prompts, grad):
+        p1, p2, use2, rc = prompts
+        cross = cross_per_chunk(gen, data, p1, p2, use2)
+        return vs.self_rollout(gen, cross, (batch, C, h, w), K, sm["timesteps"], sm["shift"], st["chunk_frames"],
+                               st["sink_frames"], st["window_frames"], sm["context_t"], grad=grad, recache=rc)[0]
+
+    def noised(x):
+        sig = 0.02 + 0.96 * torch.rand(batch, K, device=dev)
+        s = sig.repeat_interleave(st["chunk_frames"], 1).view(batch, -1, 1, 1, 1)
+        noise = torch.randn_like(x)
+        return (1 - s) * x + s * noise, sig, s, noise
+
+    def save(done=False):
+        save_ckpt(ckpt_path(args, name), {"stage": name, "step": step, "done": done, "ema": ema.state_dict(),
+                                          "cfg": cfg})
+        if done:
+            save_ranks(args, name, ema)
+
+    while step < steps:
+        t0 = time.time()
+        _, scenes = data.clips(step, batch, K, render=False)
+        prompts = prompt_plan(data, scenes, K, drop=0.0, rng=rng)
+        p1, p2, use2, rc = prompts
+        # fake score: flow matching on the generator's current outputs (re-initialised from the
+        # teacher every segment, so it first catches up for --fake-warmup updates)
+        for _ in range(args.fake_steps + (args.fake_warmup if step == start else 0)):
+            with autocast(dev):
+                with torch.no_grad():
+                    x = rollout(prompts, grad=False).float()
+                xt, sig, s, noise = noised(x)
+                cross_f = cross_per_chunk(fake, data, p1, p2, use2)
+                vf = tf_velocity(fake, tck["cfg"], x, xt, sig, cross_f, rc).float()
+                loss_f = F.mse_loss(vf, noise - x)
+            opt_f.zero_grad(set_to_none=True)
+            loss_f.backward()
+            torch.nn.utils.clip_grad_norm_(f_params, 1.0)
+            opt_f.step()
+        # generator: DMD gradient on its own rollout
+        with autocast(dev):
+            x = rollout(prompts, grad=True).float()
+            with torch.no_grad():
+                xt, sig, s, _ = noised(x.detach())
+                cross_r = cross_per_chunk(real, data, p1, p2, use2)
+                empty = [""] * batch
+                cross_u = cross_per_chunk(real, data, empty, empty, use2)
+                v_c = tf_velocity(real, tck["cfg"], x.detach(), xt, sig, cross_r, rc).float()
+                v_u = tf_velocity(real, tck["cfg"], x.detach(), xt, sig, cross_u, None).float()
+                v_real = v_u + args.cfg_scale * (v_c - v_u)
+                cross_f = cross_per_chunk(fake, data, p1, p2, use2)
+                v_fake = tf_velocity(fake, tck["cfg"], x.detach(), xt, sig, cross_f, rc).float()
+                x_real, x_fake = xt - s * v_real, xt - s * v_fake
+                norm = (x.detach() - x_real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp(min=1e-4)
+                grad = (x_fake - x_real) / norm
+            loss_g = 0.5 * F.mse_loss(x, (x - grad).detach())
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        gn = torch.nn.utils.clip_grad_norm_(g_params, 1.0)
+        opt_g.step()
+        ema_update(ema, gen, 0.995 if step > 100 else 0.9)
+        step += 1
+        clock.tick(time.time() - t0)
+        if step % args.log_every == 0 or step == 1:
+            print(f"{name} {step} dmd {loss_g.item():.4f} fake {loss_f.item():.4f} gn {float(gn):.2f} "
+                  f"x_std {x.std().item():.3f} {clock.step_time * 1000:.0f} ms/step", flush=True)
+        if clock.should_save():
+            save()
+        if clock.out_of_time():
+            break
+    save(done=step >= steps)
+    status(name, step, steps, step >= steps)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", required=True, choices=STAGES)
+    ap.add_argument("--ckpt-dir", required=True)
+    ap.add_argument("--max-minutes", type=float, default=9.0)
+    ap.add_argument("--save-minutes", type=float, default=3.0)
+    ap.add_argument("--steps", type=int, default=None, help="total steps of the stage (default per stage)")
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--chunks", type=int, default=None, help="chunks per training clip")
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--lr-fake", type=float, default=1e-4)
+    ap.add_argument("--fake-steps", type=int, default=2, help="fake-score updates per generator update")
+    ap.add_argument("--fake-warmup", type=int, default=40, help="fake-score updates at the start of a segment")
+    ap.add_argument("--cfg-scale", type=float, default=3.0)
+    ap.add_argument("--distill", type=float, default=1.0, help="finetune: weight of the teacher-velocity loss")
+    ap.add_argument("--init", choices=["spectral", "random"], default="spectral")
+    ap.add_argument("--arch", choices=["mla", "mha"], default="mla")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--micro", action="store_true", help="tiny CPU configuration (tests)")
+    ap.add_argument("--pack", default=None, help="only copy the files this stage needs into PACK, then exit")
+    ap.add_argument("--out", default=None, help="after the segment, copy the stage's checkpoint files to OUT")
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
+    if args.pack:
+        return pack(args)
+    os.makedirs(args.ckpt_dir, exist_ok=True)
+    torch.manual_seed(args.seed)
+    dev = setup_device(args)
+    if args.stage == "ae":
+        stage_ae(args, dev)
+    elif args.stage in ("teacher", "finetune"):
+        stage_flow(args, dev, args.stage)
+    elif args.stage == "convert":
+        stage_convert(args, dev)
+    else:
+        stage_student(args, dev)
+    if args.out:
+        copy_out(args)
+
+
+if __name__ == "__main__":
+    main()
