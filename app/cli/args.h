@@ -1,5 +1,6 @@
 #pragma once
 // A small command-line parser: --long value, --flag, -x value; every option documented in --help.
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <stdexcept>

@@ -87,7 +87,14 @@ struct Session::Impl {
       rgb8 = be.alloc(Shape{N, cfg.height, cfg.width, 3}, DType::U8);
       host_rgb.resize(size_t(rgb8.t.numel()));
     }
-    absorbed = o.attn_path != AttnPath::Expanded;
+    // Auto: the path with fewer FLOPs for a full window (absorbed wins for small heads and short
+    // contexts; at Wan scale its 224/192-d shared head costs more arithmetic than per-head K/V).
+    if (o.attn_path == AttnPath::Auto) {
+      const int ctx = cache.sink_frames() + cache.window_frames();
+      absorbed = model->dit().pass_flops(ctx, int(F), true) <= model->dit().pass_flops(ctx, int(F), false);
+    } else {
+      absorbed = o.attn_path == AttnPath::Absorbed;
+    }
   }
 
   void set_prompt(const std::string& p) {
