@@ -192,6 +192,21 @@ std::vector<float> Session::latent(int chunk) const {
   return *impl_->latents[size_t(chunk)];
 }
 
+std::vector<float> Session::cache_contents(int layer, int component) const {
+  const Impl& im = *impl_;
+  if (layer < 0 || layer >= im.cfg.layers || component < 0 || component > 1)
+    throw Error("cache_contents: no layer " + std::to_string(layer) + " component " + std::to_string(component));
+  CacheView v = im.cache.view(im.cache.read_slots(), {});
+  Tensor src = component == 0 ? v.a[size_t(layer)] : v.b[size_t(layer)];
+  const int64_t tpf = im.cfg.tokens_per_frame(), width = src.cols();
+  std::vector<float> out(size_t(int64_t(v.read_slots.size()) * tpf * width));
+  std::vector<float> all(size_t(src.numel()));
+  im.be.download(src, all.data(), DType::F32);
+  for (size_t i = 0; i < v.read_slots.size(); ++i)
+    std::copy_n(all.begin() + int64_t(v.read_slots[i]) * tpf * width, tpf * width, out.begin() + int64_t(i) * tpf * width);
+  return out;
+}
+
 void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
   using clock = std::chrono::steady_clock;
   Impl& im = *impl_;
@@ -271,6 +286,7 @@ void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
       a.absorbed = im.absorbed;
       a.v_out = im.v.t;
       model_->dit().forward(be, a, im.arena);
+      if (cb.on_velocity) cb.on_velocity(chunk, int(i), im.v.t);
       const double s = sigmas[i];
       const double s_next = i + 1 < sigmas.size() ? sigmas[i + 1] : 0.0;
       be.axpby(1.f, im.x.t, float(-s), im.v.t, im.x0.t);  // x0 = x - sigma v

@@ -70,6 +70,9 @@ struct SessionCallbacks {
   std::function<void(const FrameBatch&)> on_frames;
   std::function<void(const Progress&)> on_progress;
   std::function<bool()> cancel_requested;
+  // Inspection (tests, tools): the velocity of each denoising pass ([F, C, h, w] F32, on the
+  // backend's device), valid only during the call.
+  std::function<void(int chunk, int step, const Tensor& v)> on_velocity;
 };
 
 struct ChunkRecord {
@@ -105,6 +108,9 @@ class Session {
   const Metrics& metrics() const { return metrics_; }
   // The clean latent of chunk i ([chunk_frames, C, h, w], F32 on the host), for tests and tools.
   std::vector<float> latent(int chunk) const;
+  // The cache of `layer` in attention order (sink, then the window oldest first) as F32 on the host:
+  // component 0 = c_kv (MLA) or k (MHA), 1 = k_r (MLA) or v (MHA); [frames * tokens_per_frame, width].
+  std::vector<float> cache_contents(int layer, int component) const;
 
   struct Impl;
 

@@ -54,7 +54,8 @@ def save(path, tensors, metadata=None, dtype=None):
     """Writes `tensors` (name -> numpy array or torch tensor) to `path` atomically.
 
     dtype: None (keep each array's dtype), or "F32"/"F16"/"BF16" applied to floating tensors, or a
-    dict name -> dtype name. Tensors are written in sorted name order, 8-byte aligned.
+    dict name -> dtype name. Tensors are written in sorted name order, back to back: the format
+    forbids holes in the data section (readers such as the engine's reject them).
     """
     header = {}
     blobs = []
@@ -71,9 +72,8 @@ def save(path, tensors, metadata=None, dtype=None):
         else:
             raw = np.ascontiguousarray(a.astype(np.dtype(_NP[kind]).newbyteorder("<"))).tobytes()
         header[name] = {"dtype": kind, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
-        pad = (-len(raw)) % 8
-        blobs.append(raw + b"\0" * pad)
-        offset += len(raw) + pad
+        blobs.append(raw)
+        offset += len(raw)
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
