@@ -336,6 +336,17 @@ TEST_F(CpuOps, AttentionBigShapeIsTiled) {
   }
 }
 
+TEST_F(CpuOps, AttentionWanLengthContext) {
+  // The Wan benchmark's key count (32760): 32-row score tiles of 32760 columns, never Tq x Tk.
+  const int64_t Tq = 70, Tk = 32760;
+  const int H = 2, dk = 16, dv = 8;
+  auto q = rnd(size_t(Tq * H * dk), 56, -3.f, 3.f), k = rnd(size_t(Tk * H * dk), 57, -3.f, 3.f);
+  auto v = rnd(size_t(Tk * H * dv), 58);
+  auto Q = make({Tq, H * dk}, q), K = make({Tk, H * dk}, k), V = make({Tk, H * dv}, v), O = out({Tq, H * dv});
+  be->attention(Q.t, K.t, V.t, O.t, H, H, dk, dv, 0.25f);
+  EXPECT_LT(nerr(get(O.t), naive::attention(dbl(q), dbl(k), dbl(v), Tq, Tk, H, H, dk, dv, 0.25)), kTol);
+}
+
 // ---- layout --------------------------------------------------------------------------------------
 
 TEST_F(CpuOps, ConcatHeadsBothForms) {
@@ -555,6 +566,30 @@ TEST_F(CpuOps, OpsReadNonF32Operands) {
   auto YB = be->alloc({M, N}, DType::BF16);
   be->linear(X.t, W.t, Tensor{}, YB.t);
   EXPECT_LT(nerr(get(YB.t), ref), 4e-3);  // bf16 has 8 bits of mantissa
+  // A conv-shaped weight [N, C, 1, ph, pw] works as the linear [N, C*ph*pw].
+  auto W5 = make({N, 10, 1, 2, 2}, w);
+  be->linear(X.t, W5.t, Tensor{}, Y.t);
+  EXPECT_LT(nerr(get(Y.t), ref), kTol);
+  // gemm_batched into a BF16 C with row padding: the padding keeps its bits.
+  {
+    const int64_t ldc = N + 3;
+    auto c0 = rnd(size_t(M * ldc), 84);
+    auto CB = be->alloc({M, ldc}, DType::BF16);
+    be->upload(c0.data(), DType::F32, CB.t);
+    std::vector<uint16_t> before(size_t(M * ldc)), after(size_t(M * ldc));
+    be->download(CB.t, before.data(), DType::BF16);
+    Backend::GemmBatched p;
+    p.A = X.t, p.B = W.t, p.C = CB.t, p.transB = true;
+    p.M = M, p.N = N, p.K = K, p.lda = K, p.ldb = K, p.ldc = ldc;
+    be->gemm_batched(p);
+    be->download(CB.t, after.data(), DType::BF16);
+    std::vector<float> got;
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) got.push_back(bf16_to_f32(after[size_t(m * ldc + n)]));
+      for (int64_t n = N; n < ldc; ++n) ASSERT_EQ(after[size_t(m * ldc + n)], before[size_t(m * ldc + n)]);
+    }
+    EXPECT_LT(nerr(got, ref), 4e-3);
+  }
   auto R = be->alloc({M, N}, DType::F16);
   be->copy(Y.t, R.t);
   be->gated_residual(R.t, Y.t, Tensor{}, -1, 1);  // in place on an F16 tensor: R = 2Y

@@ -14,7 +14,7 @@ namespace {
 // Score tile [rows, Tk] per task: sized to stay in L2 for short contexts, never below kMinTileRows
 // rows (GEMM efficiency) nor above kMaxTileRows. Nothing of size Tq x Tk is ever allocated.
 constexpr int64_t kTileBytes = int64_t(512) << 10;
-constexpr int64_t kMinTileRows = 16;
+constexpr int64_t kMinTileRows = 32;
 constexpr int64_t kMaxTileRows = 256;
 static_assert(kMinTileRows <= kMaxTileRows);
 

@@ -534,9 +534,11 @@ class CpuBackend final : public Backend {
     need_float(op, "x", x);
     need_float(op, "w", w);
     need_float(op, "y", y);
-    const int64_t M = x.rows(), K = x.cols(), N = w.rows();
+    // w is [N, K], or any shape [N, ...] whose trailing dims flatten to K (a conv weight
+    // [N, C, 1, ph, pw] used as a linear, as PyTorch flattens it).
+    const int64_t M = x.rows(), K = x.cols(), N = w.ndim() ? w.dim(0) : 0;
     const std::string shapes = desc("x", x) + ", " + desc("w", w) + ", " + desc("b", b) + ", " + desc("y", y);
-    if (w.ndim() != 2 || w.cols() != K) fail(op, shapes + ": w must be [N, K] with K = x's last dim");
+    if (w.ndim() < 2 || w.numel() != N * K) fail(op, shapes + ": w must be [N, K] with K = x's last dim");
     if (y.rows() != M || y.cols() != N) fail(op, shapes + ": y must be [rows of x, rows of w]");
     if (present(b)) {
       need_float(op, "b", b);
@@ -579,7 +581,7 @@ class CpuBackend final : public Backend {
     no_overlap(op, "C", p.C, "A", p.A);
     no_overlap(op, "C", p.C, "B", p.B);
     In A(pool_, p.A), B(pool_, p.B);
-    Out C(pool_, p.C, p.beta != 0.0f);
+    Out C(pool_, p.C, true);  // only a non-F32 C is copied; its elements outside the views survive
     const float *pa = A.get(), *pb = B.get();
     float* pc = C.get();
     if (p.batch >= pool_.size() && p.batch > 1) {

@@ -16,8 +16,10 @@ namespace {
 
 // Below this many multiply-adds a GEMM runs on one thread: waking the pool costs more.
 constexpr int64_t kParallelGemmMacs = int64_t(1) << 18;
-// Smallest row or column block handed to one thread.
-constexpr int64_t kMinGemmBlock = 16;
+// Smallest row or column block handed to one task, and tasks per thread: more than one, so that
+// a thread held up by another process on a shared machine leaves its blocks to the others.
+constexpr int64_t kMinGemmBlock = 64;
+constexpr int kGemmBlocksPerThread = 4;
 // im2col scratch per task: small enough to stay in L2 next to the weights' panel.
 constexpr int64_t kIm2colBytes = int64_t(512) << 10;
 static_assert(kMinGemmBlock > 0 && kIm2colBytes >= 4096);
@@ -55,11 +57,11 @@ void sgemm_serial(bool transA, bool transB, int64_t M, int64_t N, int64_t K, flo
 
 namespace {
 
-// Cuts [M, N] into pool.size() row blocks (when M >= N) or column blocks, and runs
+// Cuts [M, N] into a few row blocks per thread (when M >= N) or column blocks, and runs
 // block(m0, m1, n0, n1) for each on the pool. Splitting the larger side re-reads the smaller operand.
 template <class Block>
 void split_gemm(ThreadPool& pool, int64_t M, int64_t N, int64_t K, Block&& block) {
-  int64_t parts = pool.size();
+  int64_t parts = pool.size() == 1 ? 1 : int64_t(kGemmBlocksPerThread) * pool.size();
   bool by_rows = M >= N;
   int64_t len = by_rows ? M : N;
   parts = std::min(parts, len / kMinGemmBlock);

@@ -16,7 +16,7 @@ namespace {
 thread_local bool t_inside_pool = false;
 // Spin about this many rounds (a few tens of microseconds) before sleeping: ops come in quick
 // succession during a pass, and a condition-variable wake-up costs tens of microseconds.
-constexpr int kSpinRounds = 2000;
+constexpr int kSpinRounds = 400;
 
 template <class Pred>
 bool spin_until(Pred&& p) {

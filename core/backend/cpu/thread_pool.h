@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <algorithm>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -24,6 +25,7 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return int(workers_.size()) + 1; }
+  static constexpr int kRangesPerThread = 4;
 
   // fn(task, thread) for task in [0, ntasks); `thread` in [0, size()) is stable within a task.
   template <class F>
@@ -33,12 +35,13 @@ class ThreadPool {
              const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
-  // fn(begin, end) over [0, n) cut into at most size() ranges of at least `grain` items each.
+  // fn(begin, end) over [0, n) cut into ranges of at least `grain` items, a few per thread so
+  // that a thread descheduled by another process on a shared machine does not hold up the rest.
   template <class F>
   void parallel_for(int64_t n, int64_t grain, F&& fn) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
-    int64_t parts = std::min<int64_t>(size(), (n + grain - 1) / grain);
+    int64_t parts = std::min<int64_t>(size() == 1 ? 1 : kRangesPerThread * size(), (n + grain - 1) / grain);
     if (parts <= 1) {
       fn(int64_t(0), n);
       return;
