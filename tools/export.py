@@ -41,7 +41,7 @@ def build(ckpt_dir, arch, source):
         cfg["sampler"] = {"kind": "euler", "timesteps": [round(t, 3) for t in uniform_timesteps(20)],
                           "shift": 3.0, "context_t": 0}
     model = vm.VMLA(cfg)
-    sd = dict(ck["ema"])
+    sd = dict(ck["ema"] if "ema" in ck else ck["model"])
     sd.update({f"decoder.{k}": v for k, v in ae["decoder"].items()})
     sd.update({f"encoder.{k}": v for k, v in ae["encoder"].items()})
     model.load_state_dict(sd)

@@ -50,11 +50,14 @@ from world import World, prompt_schedule  # noqa: E402
 
 VOCAB = os.path.join(ROOT, "resources", "vocab", "tiny-words.txt")
 STAGES = ["ae", "teacher", "convert", "finetune", "student"]
-DEFAULTS = {  # steps, batch (clips), chunks per clip, lr
-    "ae": dict(steps=12000, batch=12, chunks=2, lr=5e-4),
-    "teacher": dict(steps=24000, batch=32, chunks=5, lr=3e-4),
-    "finetune": dict(steps=10000, batch=32, chunks=5, lr=1e-4),
-    "student": dict(steps=3000, batch=16, chunks=5, lr=2e-5),
+# Steps, batch (clips), chunks per clip (4: the window fills and evicts), lr. Measured on one H200
+# (torch 2.11, bf16): ae ~50 ms/step, teacher ~0.3 s/step, finetune ~0.4 s/step, student ~1-2 s/step,
+# so each default is 1-4 segments of 9 minutes.
+DEFAULTS = {
+    "ae": dict(steps=8000, batch=12, chunks=2, lr=5e-4),
+    "teacher": dict(steps=6000, batch=64, chunks=4, lr=3e-4),
+    "finetune": dict(steps=3000, batch=64, chunks=4, lr=1e-4),
+    "student": dict(steps=600, batch=32, chunks=4, lr=2e-5),
 }
 
 
@@ -93,6 +96,7 @@ def ckpt_path(args, name):
     return os.path.join(args.ckpt_dir, f"{name}.pt")
 
 
+_WO = {"weights_only": False}  # our own files; torch >= 2.6 defaults to weights_only=True
 SHARD_BYTES = 15 * 2**20  # the device tool returns files of at most 16 MiB
 
 
@@ -140,10 +144,10 @@ def load_ckpt(path, device="cpu"):
     """Reads a checkpoint written by save_ckpt; tensors come back as float32 (or their integer type)."""
     if not os.path.exists(path):
         return None
-    meta = torch.load(path, map_location="cpu")
+    meta = torch.load(path, map_location="cpu", **_WO)
     obj = {k: ({} if v == "__tensors__" else v) for k, v in meta.items() if k != "__shards__"}
     for name in meta.get("__shards__", []):
-        for (k, n), t in torch.load(os.path.join(os.path.dirname(path), name), map_location="cpu").items():
+        for (k, n), t in torch.load(os.path.join(os.path.dirname(path), name), map_location="cpu", **_WO).items():
             obj[k][n] = (t.float() if t.is_floating_point() else t).to(device)
     return obj
 
@@ -208,6 +212,11 @@ def save_ranks(args, name, model):
     with open(os.path.join(args.ckpt_dir, f"ranks_{name}.json"), "w") as f:
         json.dump({"name": name, "attention": cfg["attention"], "dim": cfg["dim"], "d_c": cfg["mla"]["kv_latent"],
                    "layers": attention_ranks(sd, cfg)}, f)
+
+
+def weights(ck):
+    """A checkpoint's weights for later stages: its EMA when finished, else the raw weights."""
+    return ck["ema"] if "ema" in ck else ck["model"]
 
 
 def require(args, name):
@@ -306,6 +315,40 @@ class Data:
             ids[i, :len(e)] = torch.tensor(e, dtype=torch.long)
             lens[i] = len(e)
         return ids.to(self.device), lens.to(self.device)
+
+
+class LatentPool:
+    """Encoded clips kept on the device; every step replaces `fresh` random entries with new
+    renders and draws a batch, so rendering costs a fraction of a batch per step."""
+
+    def __init__(self, data, enc, dev, size, n_chunks, fresh, seed):
+        self.data, self.enc, self.dev, self.K, self.fresh = data, enc, dev, n_chunks, fresh
+        self.next_clip = 10_000_000 * (seed + 1)
+        self.g = torch.Generator().manual_seed(seed)
+        self.x0, self.scenes = None, []
+        for a in range(0, size, 64):
+            x, sc = self._render(min(64, size - a))
+            self.x0 = x if self.x0 is None else torch.cat([self.x0, x])
+            self.scenes += sc
+
+    def _render(self, n):
+        v = self.data.cfg["video"]
+        n_frames = self.K * self.data.chunk_video
+        scenes = [self.data.world.scene(self.next_clip + i, n_frames) for i in range(n)]
+        self.next_clip += n
+        from world import render
+        video = render(scenes, n_frames, v["width"], v["fps"], self.dev)
+        return encode_video(self.enc, video, self.dev), scenes
+
+    def sample(self, batch):
+        if self.fresh:
+            x, sc = self._render(self.fresh)
+            idx = torch.randperm(len(self.scenes), generator=self.g)[:self.fresh]
+            self.x0[idx.to(self.dev)] = x
+            for j, i in enumerate(idx.tolist()):
+                self.scenes[i] = sc[j]
+        idx = torch.randperm(len(self.scenes), generator=self.g)[:batch]
+        return self.x0[idx.to(self.dev)], [self.scenes[i] for i in idx.tolist()]
 
 
 def prompt_plan(data, scenes, n_chunks, drop=0.0, recache_prob=0.5, rng=None):
@@ -440,10 +483,13 @@ def make_dit(cfg, dev):
     return m.to(dev)
 
 
-def fm_batch(args, data, enc, dev, step, batch, n_chunks, cfg):
+def fm_batch(args, data, enc, dev, step, batch, n_chunks, cfg, pool=None):
     """Latents, noise, sigmas and prompt plan of one teacher-forcing batch."""
-    video, scenes = data.clips(step, batch, n_chunks)
-    x0 = encode_video(enc, video, dev)
+    if pool is not None:
+        x0, scenes = pool.sample(batch)
+    else:
+        video, scenes = data.clips(step, batch, n_chunks)
+        x0 = encode_video(enc, video, dev)
     noise = torch.randn_like(x0)
     K, F_ = n_chunks, cfg["stream"]["chunk_frames"]
     sig = sample_sigma((batch, K), dev)
@@ -471,28 +517,37 @@ def stage_flow(args, dev, stage):
     ck = load_ckpt(ckpt_path(args, stage), dev)
     if stage == "finetune":
         if ck is None:
-            model.load_state_dict(require(args, "convert")["ema"])
+            model.load_state_dict(weights(require(args, "convert")))
         tck = require(args, "teacher")
         teacher = make_dit(tck["cfg"], dev)
-        teacher.load_state_dict(tck["ema"])
+        teacher.load_state_dict(weights(tck))
         teacher.eval().requires_grad_(False)
         model.text_encoder.requires_grad_(False)  # the teacher's text encoder is shared by all models
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=base_lr, weight_decay=0.01, betas=(0.9, 0.99))
     ema = copy.deepcopy(model).requires_grad_(False)
     step = start = 0
-    if ck:  # the optimizer restarts each segment (compact checkpoints); finetune resumes from its EMA
-        model.load_state_dict(ck.get("model", ck["ema"])), ema.load_state_dict(ck["ema"])
+    if ck:  # the optimizer restarts each segment (compact checkpoints); finetune's EMA too
+        model.load_state_dict(ck["model"] if "model" in ck else ck["ema"])
+        ema.load_state_dict(ck["ema"] if "ema" in ck else ck["model"])
         step = start = ck["step"]
         if step >= steps:
             return status(stage, step, steps, True)
     enc = load_encoder(args, cfg, dev)
     data = Data(args, cfg, dev)
     clock = Clock(args)
+    if args.profile:
+        return profile_flow(args, dev, model, enc, data, cfg, batch, K)
+    pool = LatentPool(data, enc, dev, max(batch, args.pool), K, max(1, batch // 4) if args.pool else 0,
+                      args.seed * 1009 + step)
 
     def save(done=False):
-        state = {"stage": stage, "step": step, "done": done, "ema": ema.state_dict(), "cfg": cfg}
-        if stage == "teacher" and not done:  # later stages read the EMA only
+        # teacher: raw + EMA while training (46 MB), EMA when done; finetune: raw while training,
+        # its EMA (restarted each segment) when done, so that a segment's files stay under ~50 MB
+        state = {"stage": stage, "step": step, "done": done, "cfg": cfg}
+        if done or stage == "teacher":
+            state["ema"] = ema.state_dict()
+        if not done:
             state["model"] = model.state_dict()
         save_ckpt(ckpt_path(args, stage), state)
         if done:
@@ -502,7 +557,7 @@ def stage_flow(args, dev, stage):
         t0 = time.time()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, base_lr) * min(1.0, (step - start + 1) / 100)  # re-warm Adam
-        x0, noise, xt, sig, (p1, p2, use2, rc) = fm_batch(args, data, enc, dev, step, batch, K, cfg)
+        x0, noise, xt, sig, (p1, p2, use2, rc) = fm_batch(args, data, enc, dev, step, batch, K, cfg, pool)
         with autocast(dev):
             cross = cross_per_chunk(model, data, p1, p2, use2)
             v = tf_velocity(model, cfg, x0, xt, sig, cross, rc).float()
@@ -518,7 +573,7 @@ def stage_flow(args, dev, stage):
         total.backward()
         gn = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
-        ema_update(ema, model, 0.999 if step > 1000 else 0.99)
+        ema_update(ema, model, (0.999 if stage == "teacher" else 0.995) if step - start > 200 else 0.99)
         step += 1
         clock.tick(time.time() - t0)
         if step % args.log_every == 0 or step == 1:
@@ -530,6 +585,41 @@ def stage_flow(args, dev, stage):
             break
     save(done=step >= steps)
     status(stage, step, steps, step >= steps)
+
+
+def profile_flow(args, dev, model, enc, data, cfg, batch, K, n=6):
+    """Times the parts of a teacher-forcing step (render, encode, forward+backward) and exits."""
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    acc = {"render": 0.0, "encode": 0.0, "text": 0.0, "fwd_bwd": 0.0}
+    for i in range(n + 2):
+        sync()
+        t0 = time.time()
+        video, scenes = data.clips(i, batch, K)
+        sync()
+        t1 = time.time()
+        x0 = encode_video(enc, video, dev)
+        sync()
+        t2 = time.time()
+        noise = torch.randn_like(x0)
+        sig = sample_sigma((batch, K), dev)
+        s = sig.repeat_interleave(cfg["stream"]["chunk_frames"], 1).view(batch, -1, 1, 1, 1)
+        xt = (1 - s) * x0 + s * noise
+        p1, p2, use2, rc = prompt_plan(data, scenes, K, drop=0.1)
+        with autocast(dev):
+            cross = cross_per_chunk(model, data, p1, p2, use2)
+            sync()
+            t3 = time.time()
+            v = tf_velocity(model, cfg, x0, xt, sig, cross, rc).float()
+            loss = F.mse_loss(v, noise - x0)
+        loss.backward()
+        sync()
+        t4 = time.time()
+        if i >= 2:
+            for k, dt in zip(acc, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                acc[k] += dt / n
+    mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else 0.0
+    print(f"PROFILE batch {batch} chunks {K}: " + " ".join(f"{k} {1000 * v:.0f} ms" for k, v in acc.items()) +
+          f" | peak {mem:.1f} GiB", flush=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,7 +688,7 @@ def stage_convert(args, dev):
     tck = require(args, "teacher")
     cfg_mla = load_cfg(args, "mla")
     teacher = make_dit(tck["cfg"], dev)
-    teacher.load_state_dict(tck["ema"])
+    teacher.load_state_dict(weights(tck))
     mla = make_dit(cfg_mla, dev)
     sd = {k: v for k, v in teacher.state_dict().items() if ".self_attn." not in k}
     missing = mla.load_state_dict(sd, strict=False)
@@ -638,14 +728,14 @@ def stage_student(args, dev):
     cfg = load_cfg(args, args.arch)
     tck = require(args, "teacher")
     real = make_dit(tck["cfg"], dev)
-    real.load_state_dict(tck["ema"])
+    real.load_state_dict(weights(tck))
     real.eval().requires_grad_(False)
     gen = make_dit(cfg, dev)
     ck = load_ckpt(ckpt_path(args, name), dev)
-    if ck:  # resumes from the generator's EMA (compact checkpoints)
-        gen.load_state_dict(ck["ema"])
+    if ck:
+        gen.load_state_dict(weights(ck) if ck.get("done") else ck["model"])
     else:
-        gen.load_state_dict(require(args, "finetune")["ema"] if args.arch == "mla" else tck["ema"])
+        gen.load_state_dict(weights(require(args, "finetune")) if args.arch == "mla" else weights(tck))
     gen.text_encoder.requires_grad_(False)
     fake = copy.deepcopy(real).requires_grad_(True)
     fake.text_encoder.requires_grad_(False)
@@ -677,8 +767,8 @@ def stage_student(args, dev):
         return (1 - s) * x + s * noise, sig, s, noise
 
     def save(done=False):
-        save_ckpt(ckpt_path(args, name), {"stage": name, "step": step, "done": done, "ema": ema.state_dict(),
-                                          "cfg": cfg})
+        w = {"ema": ema.state_dict()} if done else {"model": gen.state_dict()}  # EMA restarts each segment
+        save_ckpt(ckpt_path(args, name), dict({"stage": name, "step": step, "done": done, "cfg": cfg}, **w))
         if done:
             save_ranks(args, name, ema)
 
@@ -722,7 +812,7 @@ def stage_student(args, dev):
         loss_g.backward()
         gn = torch.nn.utils.clip_grad_norm_(g_params, 1.0)
         opt_g.step()
-        ema_update(ema, gen, 0.995 if step > 100 else 0.9)
+        ema_update(ema, gen, 0.99 if step - start > 50 else 0.9)
         step += 1
         clock.tick(time.time() - t0)
         if step % args.log_every == 0 or step == 1:
@@ -750,7 +840,7 @@ def parse(argv=None):
     ap.add_argument("--chunks", type=int, default=None, help="chunks per training clip")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--lr-fake", type=float, default=1e-4)
-    ap.add_argument("--fake-steps", type=int, default=2, help="fake-score updates per generator update")
+    ap.add_argument("--fake-steps", type=int, default=1, help="fake-score updates per generator update")
     ap.add_argument("--fake-warmup", type=int, default=40, help="fake-score updates at the start of a segment")
     ap.add_argument("--cfg-scale", type=float, default=3.0)
     ap.add_argument("--distill", type=float, default=1.0, help="finetune: weight of the teacher-velocity loss")
@@ -762,6 +852,9 @@ def parse(argv=None):
     ap.add_argument("--micro", action="store_true", help="tiny CPU configuration (tests)")
     ap.add_argument("--pack", default=None, help="only copy the files this stage needs into PACK, then exit")
     ap.add_argument("--out", default=None, help="after the segment, copy the stage's checkpoint files to OUT")
+    ap.add_argument("--pool", type=int, default=512, help="teacher/finetune: encoded clips kept on the device "
+                    "(a quarter batch is re-rendered per step); 0 renders every batch")
+    ap.add_argument("--profile", action="store_true", help="teacher/finetune: time the parts of a step, then exit")
     return ap.parse_args(argv)
 
 

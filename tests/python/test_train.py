@@ -13,7 +13,7 @@ import train  # noqa: E402
 from vmla_ref import init as vinit  # noqa: E402
 from vmla_ref import st  # noqa: E402
 
-COMMON = ["--micro", "--batch", "2", "--chunks", "3", "--log-every", "1", "--device", "cpu"]
+COMMON = ["--micro", "--batch", "2", "--chunks", "3", "--log-every", "1", "--device", "cpu", "--pool", "4"]
 
 
 def run(stage, d, *extra):
@@ -73,7 +73,8 @@ class MicroTraining(unittest.TestCase):
                 evrun.main(["--ckpt-dir", d, "--models", ",".join(paths), "--out", report, "--probe-steps", "2",
                             "--probe-batch", "2", "--n-videos", "2", "--chunks", "3", "--long-chunks", "3",
                             "--size", "32", "--device", "cpu"])
-            text = open(report).read()
+            with open(report) as f:
+                text = f.read()
             for section in ("Prompt adherence", "Temporal consistency", "prompt switch", "99%-energy rank"):
                 self.assertIn(section, text)
 

@@ -63,7 +63,7 @@ def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12,
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-4)
     step = 0
     if os.path.exists(path):
-        ck = torch.load(path, map_location=device)
+        ck = torch.load(path, map_location=device, weights_only=False)
         probe.load_state_dict(ck["probe"])
         step = ck["step"]
     t0 = time.time()

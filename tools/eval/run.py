@@ -172,7 +172,7 @@ def main(argv=None):
     if not done:
         print("STATUS eval: probe incomplete: rerun the same command to resume", flush=True)
         return
-    probe_steps = torch.load(os.path.join(a.ckpt_dir, "probe.pt"), map_location="cpu")["step"]
+    probe_steps = torch.load(os.path.join(a.ckpt_dir, "probe.pt"), map_location="cpu", weights_only=False)["step"]
     results = [eval_model(p, probe, world, a, dev, print) for p in a.models.split(",") if p and os.path.exists(p)]
     write_report(a.out, results, rank_section(a.ckpt_dir), a, probe_steps)
     print(f"STATUS eval: wrote {a.out}", flush=True)
