@@ -444,7 +444,8 @@ def stage_ae(args, dev):
         t0 = time.time()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, args.lr or d["lr"])
-        video, _ = data.world.batch(step, batch, n_frames, dev)
+        f0 = n_frames * random.Random(step).randint(0, 3)  # later clip phases: events, zooms, pans
+        video, _ = data.world.batch(step, batch, n_frames, dev, frame0=f0)
         with autocast(dev):
             z, _ = enc(video)
             z = z.float()
