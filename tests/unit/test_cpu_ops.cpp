@@ -324,7 +324,7 @@ TEST_F(CpuOps, AttentionMhaAndSharedKv) {
 }
 
 TEST_F(CpuOps, AttentionBigShapeIsTiled) {
-  // 4000 keys: the score tile holds 32 query rows, so 700 queries run as many tiles per head.
+  // 4000 keys: the score tile holds 65 query rows, so 700 queries run as many tiles per head.
   for (int Hk : {2, 1}) {
     const int64_t Tq = 700, Tk = 4000;
     const int H = 2, dk = 32, dv = 24;
@@ -337,7 +337,7 @@ TEST_F(CpuOps, AttentionBigShapeIsTiled) {
 }
 
 TEST_F(CpuOps, AttentionWanLengthContext) {
-  // The Wan benchmark's key count (32760): 32-row score tiles of 32760 columns, never Tq x Tk.
+  // The Wan benchmark's key count (32760): 64-row score tiles of 32760 columns, never Tq x Tk.
   const int64_t Tq = 70, Tk = 32760;
   const int H = 2, dk = 16, dv = 8;
   auto q = rnd(size_t(Tq * H * dk), 56, -3.f, 3.f), k = rnd(size_t(Tk * H * dk), 57, -3.f, 3.f);

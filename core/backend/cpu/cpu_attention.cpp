@@ -11,10 +11,12 @@ namespace vmla::cpu {
 
 namespace {
 
-// Score tile [rows, Tk] per task: sized to stay in L2 for short contexts, never below kMinTileRows
-// rows (GEMM efficiency) nor above kMaxTileRows. Nothing of size Tq x Tk is ever allocated.
-constexpr int64_t kTileBytes = int64_t(512) << 10;
-constexpr int64_t kMinTileRows = 32;
+// Score tile [rows, Tk] per task: sized to stay in L2 for short contexts (tiny: 640 keys), never
+// below kMinTileRows rows, because every tile re-packs all of K and V inside sgemm and long contexts
+// (Wan: 32760 keys, 8 MiB per tile) would spend their time packing, nor above kMaxTileRows.
+// Nothing of size Tq x Tk is ever allocated.
+constexpr int64_t kTileBytes = int64_t(1) << 20;
+constexpr int64_t kMinTileRows = 64;
 constexpr int64_t kMaxTileRows = 256;
 static_assert(kMinTileRows <= kMaxTileRows);
 
