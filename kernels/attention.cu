@@ -2,6 +2,7 @@
 
 #include "kernels/attention.cuh"
 #include "kernels/common.cuh"
+#include "kernels/flash_attention.cuh"
 
 namespace vmla::kernels {
 
@@ -172,6 +173,7 @@ cudaError_t launch_attention(const AttentionParams& p, cudaStream_t s) {
       p.dk > kAttentionMaxHeadDim || p.dv > kAttentionMaxHeadDim || p.heads > 65535 ||
       (p.Tq + kBlockQ - 1) / kBlockQ > 0x7fffffff)
     return cudaErrorInvalidValue;
+  if (p.allow_tensor_cores && flash_attention_supported(p)) return launch_flash_attention(p, s);
   if (p.dv <= 32) return launch_cols<1>(p, s);
   if (p.dv <= 64) return launch_cols<2>(p, s);
   if (p.dv <= 128) return launch_cols<4>(p, s);

@@ -1,7 +1,8 @@
 #pragma once
-// Dense (non-causal) attention, flash style: one block per (32-query tile, head), K/V streamed in
-// 32-key tiles through shared memory, online softmax, fp32 accumulation. kv_heads divides heads
-// (MHA: equal; the absorbed MLA path: 1). dk, dv <= 256.
+// Dense (non-causal) attention. kv_heads divides heads (MHA: equal; the absorbed MLA path: 1).
+// dk, dv <= 256. launch_attention() runs the tensor-core kernel (flash_attention.cuh) for bf16
+// inputs whose head dims it supports, else the simple fp32 kernel of attention.cu (one block per
+// (32-query tile, head), K/V streamed in 32-key tiles, online softmax, any dtype).
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -21,6 +22,7 @@ struct AttentionParams {
   int64_t Tq = 0, Tk = 0;
   int heads = 0, kv_heads = 0, dk = 0, dv = 0;
   float scale = 1.f;
+  bool allow_tensor_cores = true;  // false: always the simple kernel (A/B timing, debugging)
 };
 cudaError_t launch_attention(const AttentionParams& p, cudaStream_t s);
 

@@ -526,6 +526,7 @@ struct AttnCase {
   int heads, kv_heads, dk, dv;
   const char* name;
   int64_t check_rows;  // 0: every query row; else that many rows spread over Tq (large cases)
+  DType dt = DType::BF16;  // q, k, v and out on the GPU (bf16: the tensor-core kernel where it applies)
 };
 
 class CudaAttention : public CudaOps, public ::testing::WithParamInterface<AttnCase> {};
@@ -535,14 +536,14 @@ TEST_P(CudaAttention, MatchesCpu) {
   const float scale = 1.f / std::sqrt(float(c.dk));
   // Scores of a few units: a peaked softmax, which a near-uniform one would not test.
   const float qr = 3.f;
-  std::vector<float> hq = random_host(c.Tq * c.heads * c.dk, DType::BF16, -qr, qr);
-  std::vector<float> hk = random_host(c.Tk * c.kv_heads * c.dk, DType::BF16, -1.f, 1.f);
-  std::vector<float> hv = random_host(c.Tk * c.kv_heads * c.dv, DType::BF16, -1.f, 1.f);
+  std::vector<float> hq = random_host(c.Tq * c.heads * c.dk, c.dt, -qr, qr);
+  std::vector<float> hk = random_host(c.Tk * c.kv_heads * c.dk, c.dt, -1.f, 1.f);
+  std::vector<float> hv = random_host(c.Tk * c.kv_heads * c.dv, c.dt, -1.f, 1.f);
 
-  OwnedTensor q = gpu->alloc(Shape{c.Tq, c.heads * c.dk}, DType::BF16);
-  OwnedTensor k = gpu->alloc(Shape{c.Tk, c.kv_heads * c.dk}, DType::BF16);
-  OwnedTensor v = gpu->alloc(Shape{c.Tk, c.kv_heads * c.dv}, DType::BF16);
-  OwnedTensor o = gpu->alloc(Shape{c.Tq, c.heads * c.dv}, DType::BF16);
+  OwnedTensor q = gpu->alloc(Shape{c.Tq, c.heads * c.dk}, c.dt);
+  OwnedTensor k = gpu->alloc(Shape{c.Tk, c.kv_heads * c.dk}, c.dt);
+  OwnedTensor v = gpu->alloc(Shape{c.Tk, c.kv_heads * c.dv}, c.dt);
+  OwnedTensor o = gpu->alloc(Shape{c.Tq, c.heads * c.dv}, c.dt);
   gpu->upload(hq.data(), DType::F32, q.t);
   gpu->upload(hk.data(), DType::F32, k.t);
   gpu->upload(hv.data(), DType::F32, v.t);
@@ -551,8 +552,8 @@ TEST_P(CudaAttention, MatchesCpu) {
   std::vector<float> go = get(gpu, o.t);
 
   if (c.check_rows) {
-    // Speed, for the record (the kernel is the simple correct one; tuning comes later).
-    const int reps = 3;
+    // Speed, for the record (host clock around synchronised repetitions, after the run above).
+    const int reps = 10;
     gpu->synchronize();
     auto t0 = std::chrono::steady_clock::now();
     for (int r = 0; r < reps; ++r) gpu->attention(q.t, k.t, v.t, o.t, c.heads, c.kv_heads, c.dk, c.dv, scale);
@@ -599,12 +600,26 @@ TEST_P(CudaAttention, MatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaAttention,
-    ::testing::Values(AttnCase{192, 640, 6, 6, 64, 64, "attention MHA 192x640 h6 d64", 0},
-                      AttnCase{192, 640, 6, 1, 56, 40, "attention MQA dk56 dv40", 0},
-                      AttnCase{130, 1000, 12, 1, 224, 192, "attention MQA dk224 dv192", 0},
-                      AttnCase{97, 32, 6, 6, 64, 64, "attention cross 97x32", 0},
-                      AttnCase{33, 7, 4, 1, 256, 256, "attention MQA d256 tiny Tk", 0},
-                      AttnCase{4680, 10920, 12, 12, 128, 128, "attention large 4680x10920 h12 d128", 64}),
+    ::testing::Values(AttnCase{192, 640, 6, 6, 64, 64, "attention MHA 192x640 h6 d64", 0, DType::BF16},
+                      AttnCase{192, 640, 6, 1, 56, 40, "attention MQA dk56 dv40", 0, DType::BF16},
+                      AttnCase{130, 1000, 12, 1, 224, 192, "attention MQA dk224 dv192", 0, DType::BF16},
+                      AttnCase{97, 32, 6, 6, 64, 64, "attention cross 97x32", 0, DType::BF16},
+                      AttnCase{33, 7, 4, 1, 256, 256, "attention MQA d256 tiny Tk", 0, DType::BF16},
+                      AttnCase{4680, 10920, 12, 12, 128, 128, "attention large 4680x10920 h12 d128", 64, DType::BF16},
+                      // Wan-1.3B at a full window (sink 1 + window 6 + chunk 3 frames of 1560 tokens).
+                      AttnCase{4680, 15600, 12, 12, 128, 128, "attention Wan MHA 4680x15600 d128", 64, DType::BF16},
+                      AttnCase{4680, 15600, 12, 1, 224, 192, "attention Wan absorbed 4680x15600 dk224 dv192", 32,
+                               DType::BF16},
+                      AttnCase{4680, 512, 12, 12, 128, 128, "attention Wan cross 4680x512 d128", 64, DType::BF16},
+                      // Odd sizes: partial query and key tiles, padded head dims, one key.
+                      AttnCase{20, 20, 8, 8, 16, 16, "attention text encoder d16", 0, DType::BF16},
+                      AttnCase{1, 1, 2, 2, 64, 64, "attention 1 query 1 key", 0, DType::BF16},
+                      AttnCase{77, 65, 3, 1, 128, 128, "attention MQA d128 77x65", 0, DType::BF16},
+                      AttnCase{100, 300, 6, 6, 128, 128, "attention MHA d128 100x300", 0, DType::BF16},
+                      AttnCase{150, 333, 4, 4, 40, 24, "attention padded dk40 dv24", 0, DType::BF16},
+                      // Fallbacks to the simple kernel: fp32 storage, a head dim that is no multiple of 8.
+                      AttnCase{64, 100, 2, 2, 64, 64, "attention f32 (simple kernel)", 0, DType::F32},
+                      AttnCase{50, 70, 2, 2, 60, 60, "attention bf16 d60 (simple kernel)", 0, DType::BF16}),
     [](const ::testing::TestParamInfo<AttnCase>& i) { return "case" + std::to_string(i.index); });
 
 // ---- video layout -----------------------------------------------------------------------------------
