@@ -361,6 +361,11 @@ TEST_F(CudaOps, Linear) {
       {33, 72, 50, DType::F32, DType::F32, DType::F32, true, Activation::None, "linear f32"},
       {45, 96, 80, DType::F32, DType::F32, DType::BF16, false, Activation::None, "linear f32 -> bf16"},
       {29, 64, 48, DType::F16, DType::F16, DType::BF16, true, Activation::None, "linear f16 -> bf16"},
+      // Wan-like shapes through the fused (cuBLASLt epilogue) path: bf16 x and w, f32 bias.
+      {1000, 1536, 1536, DType::BF16, DType::BF16, DType::BF16, true, Activation::None, "linear fused bias 1536"},
+      {777, 1536, 2240, DType::BF16, DType::BF16, DType::BF16, true, Activation::GeluTanh, "linear fused bias gelu"},
+      {130, 384, 200, DType::BF16, DType::BF16, DType::BF16, true, Activation::Relu, "linear fused bias relu"},
+      {300, 1536, 64, DType::BF16, DType::BF16, DType::F32, true, Activation::None, "linear fused bias -> f32"},
   };
   for (const Case& c : cases) {
     Pair x = rnd(Shape{c.M, c.K}, c.xt);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -148,7 +149,15 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   // A fixed workspace keeps cuBLAS from allocating inside ops (and makes GEMMs graph-capturable).
   const size_t ws = size_t(32) << 20;
   check(cudaMalloc(&cublas_workspace_, ws), op, "cudaMalloc (cuBLAS workspace)");
+  cublas_workspace_bytes_ = ws;
   check_blas(cublasSetWorkspace(cublas_, cublas_workspace_, ws), op, "cublasSetWorkspace");
+  check_blas(cublasLtCreate(&lt_), op, "cublasLtCreate");
+  auto env_is = [](const char* name, const char* value) {
+    const char* v = std::getenv(name);
+    return v && std::strcmp(v, value) == 0;
+  };
+  tensor_core_attention_ = !env_is("VMLA_CUDA_SIMPLE_ATTENTION", "1");
+  fused_linear_ = !env_is("VMLA_CUDA_FUSED_LINEAR", "0");
 }
 
 CudaBackend::~CudaBackend() {
@@ -161,6 +170,13 @@ CudaBackend::~CudaBackend() {
     if (s.host) cudaFreeHost(s.host);
     if (s.done) cudaEventDestroy(s.done);
   }
+  for (auto& [key, plan] : lt_plans_) {
+    if (plan.a) cublasLtMatrixLayoutDestroy(plan.a);
+    if (plan.b) cublasLtMatrixLayoutDestroy(plan.b);
+    if (plan.c) cublasLtMatrixLayoutDestroy(plan.c);
+    if (plan.desc) cublasLtMatmulDescDestroy(plan.desc);
+  }
+  if (lt_) cublasLtDestroy(lt_);
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_workspace_) cudaFree(cublas_workspace_);
   if (stream_) cudaStreamDestroy(stream_);
@@ -552,6 +568,8 @@ void CudaBackend::linear(Tensor x, Tensor w, Tensor b, Tensor y, Activation act)
     need_float(b, op, "b");
     need(b.numel() == N, op, "b expected [" + std::to_string(N) + "], got " + b.shape.str());
   }
+  if (M == 0) return;
+  if (linear_fused(x, w, b, y, act, op)) return;
   Gemm g;
   g.A = x.data;
   g.at = x.dtype;
@@ -581,6 +599,116 @@ void CudaBackend::linear(Tensor x, Tensor w, Tensor b, Tensor y, Activation act)
     p.act = int(act);
     check(k::launch_bias_act(p, stream_), op, "bias/activation kernel");
   }
+}
+
+namespace {
+
+// Largest power of two (<= 256) that divides the address: the alignment cuBLASLt may assume.
+unsigned alignment_of(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  unsigned al = 1;
+  while (al < 256 && (a & al) == 0) al <<= 1;
+  return al;
+}
+
+}  // namespace
+
+bool CudaBackend::linear_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, Activation act,
+                               const char* op) {
+  if (!fused_linear_ || b.empty()) return false;  // nothing to fuse without a bias
+  if (x.dtype != DType::BF16 || w.dtype != DType::BF16 || (y.dtype != DType::BF16 && y.dtype != DType::F32) ||
+      (b.dtype != DType::BF16 && b.dtype != DType::F32))
+    return false;
+  cublasLtEpilogue_t epi;
+  switch (act) {
+    case Activation::None: epi = CUBLASLT_EPILOGUE_BIAS; break;
+    case Activation::GeluTanh: epi = CUBLASLT_EPILOGUE_GELU_BIAS; break;  // cuBLASLt's GELU is the tanh form
+    case Activation::Relu: epi = CUBLASLT_EPILOGUE_RELU_BIAS; break;
+    default: return false;  // SiLU has no epilogue
+  }
+  const int64_t M = rows_of(x), K = cols_of(x), N = w.dim(0);
+  if (M > INT_MAX || N > INT_MAX || K > INT_MAX || K == 0) return false;
+  LtKey key;
+  key.M = M;
+  key.N = N;
+  key.K = K;
+  key.epilogue = int(epi);
+  key.yt = int(y.dtype);
+  key.bt = int(b.dtype);
+  key.align_x = alignment_of(x.data);
+  key.align_w = alignment_of(w.data);
+  key.align_y = alignment_of(y.data);
+  key.align_b = alignment_of(b.data);
+  auto it = lt_plans_.find(key);
+  if (it == lt_plans_.end()) {
+    // Row-major y [M, N] = x [M, K] w [N, K]^T is the column-major y^T [N, M] = op(A) B with A = w
+    // (K x N column-major, transposed) and B = x (K x M column-major); C = D = y (N x M, ld N). The
+    // bias runs along D's rows, i.e. along N. A bias whose dtype the epilogue does not take (F32
+    // bias, BF16 output) is converted to BF16 per call.
+    LtPlan plan;
+    const cudaDataType_t yt = cuda_type(y.dtype);
+    check_blas(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), op, "cublasLtMatmulDescCreate");
+    const cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
+    check_blas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof(tA)), op,
+               "set TRANSA");
+    check_blas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof(tB)), op,
+               "set TRANSB");
+    check_blas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)), op,
+               "set EPILOGUE");
+    check_blas(cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_16BF, uint64_t(K), uint64_t(N), K), op, "layout A");
+    check_blas(cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_16BF, uint64_t(K), uint64_t(M), K), op, "layout B");
+    check_blas(cublasLtMatrixLayoutCreate(&plan.c, yt, uint64_t(N), uint64_t(M), N), op, "layout C");
+    cublasLtMatmulPreference_t pref = nullptr;
+    check_blas(cublasLtMatmulPreferenceCreate(&pref), op, "cublasLtMatmulPreferenceCreate");
+    const uint64_t ws = cublas_workspace_bytes_;
+    const uint32_t al_a = key.align_w, al_b = key.align_x, al_c = key.align_y;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof(al_c));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof(al_c));
+    auto try_bias_type = [&](DType bt) {
+      const int32_t bias_type = int32_t(cuda_type(bt));
+      // The heuristic reads the bias pointer's alignment; conversion scratch is 256-byte aligned.
+      const void* bias = bt == b.dtype ? b.data : reinterpret_cast<const void*>(uintptr_t(256));
+      if (cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                         sizeof(bias_type)) != CUBLAS_STATUS_SUCCESS ||
+          cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) !=
+              CUBLAS_STATUS_SUCCESS)
+        return false;
+      cublasLtMatmulHeuristicResult_t res{};
+      int found = 0;
+      const cublasStatus_t hs =
+          cublasLtMatmulAlgoGetHeuristic(lt_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &res, &found);
+      if (hs != CUBLAS_STATUS_SUCCESS || found < 1 || res.state != CUBLAS_STATUS_SUCCESS) return false;
+      plan.algo = res.algo;
+      return true;
+    };
+    plan.usable = try_bias_type(b.dtype);
+    if (!plan.usable && b.dtype != y.dtype) {
+      plan.bias_as = y.dtype;
+      plan.usable = try_bias_type(y.dtype);
+    } else {
+      plan.bias_as = b.dtype;
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    it = lt_plans_.emplace(key, plan).first;
+  }
+  const LtPlan& plan = it->second;
+  if (!plan.usable) return false;
+  const void* bias = b.data;
+  if (plan.bias_as != b.dtype) {
+    void* conv = scratch(scratch_gemm_, size_t(N) * dtype_size(plan.bias_as), op);
+    check(k::launch_convert({b.data, b.dtype, conv, plan.bias_as, N}, stream_), op, "convert bias");
+    bias = conv;
+  }
+  check_blas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), op,
+             "set BIAS_POINTER");
+  const float alpha = 1.f, beta = 0.f;
+  check_blas(cublasLtMatmul(lt_, plan.desc, &alpha, w.data, plan.a, x.data, plan.b, &beta, y.data, plan.c, y.data,
+                            plan.c, &plan.algo, cublas_workspace_, cublas_workspace_bytes_, stream_),
+             op, "cublasLtMatmul");
+  return true;
 }
 
 void CudaBackend::gemm_batched(const GemmBatched& p) {
@@ -821,6 +949,7 @@ void CudaBackend::attention(Tensor q, Tensor kt, Tensor v, Tensor out, int heads
   p.dk = dk;
   p.dv = dv;
   p.scale = scale;
+  p.allow_tensor_cores = tensor_core_attention_;
   check(k::launch_attention(p, stream_), op, "kernel");
 }
 

@@ -1,12 +1,17 @@
 #pragma once
 // CUDA backend: bf16 storage, fp32 arithmetic, every op enqueued on one stream owned by the backend
-// (stream-ordered, no host synchronisation inside ops). Kernels live in kernels/, GEMMs in cuBLAS.
+// (stream-ordered, no host synchronisation inside ops). Kernels live in kernels/, GEMMs in cuBLAS
+// (cuBLASLt where a bias/activation epilogue is fused).
 // Include only from core/backend/cuda (and tools that need the stream, e.g. GL interop).
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <atomic>
+#include <map>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "core/tensor/backend.h"
 
@@ -85,6 +90,29 @@ class CudaBackend final : public Backend {
   };
   void gemm(const Gemm& g, const char* op);
 
+  // linear() through cuBLASLt with the bias (+ GELU / ReLU) fused into the GEMM's epilogue, for
+  // bf16 x and w, bf16 or f32 y and bias. One plan (descriptors + heuristic algorithm) per shape,
+  // epilogue, dtypes and pointer alignment, built on first use. Returns false when the case is not
+  // covered (the caller falls back to GEMM + bias/activation kernel).
+  struct LtKey {
+    int64_t M = 0, N = 0, K = 0;
+    int epilogue = 0, yt = 0, bt = 0;
+    unsigned align_x = 0, align_w = 0, align_y = 0, align_b = 0;
+    bool operator<(const LtKey& o) const {
+      return std::tie(M, N, K, epilogue, yt, bt, align_x, align_w, align_y, align_b) <
+             std::tie(o.M, o.N, o.K, o.epilogue, o.yt, o.bt, o.align_x, o.align_w, o.align_y, o.align_b);
+    }
+  };
+  struct LtPlan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    DType bias_as = DType::F32;  // dtype the epilogue reads the bias in (converted per call if it differs)
+    bool usable = false;         // false: no algorithm for this case; use the fallback
+  };
+  bool linear_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, Activation act,
+                    const char* op);
+
   // Grow-only device scratch. Growth frees the old block stream-ordered (cudaFreeAsync), so work
   // already enqueued keeps using it safely and nothing waits on the host. Two independent slots:
   // one for an op's own temporaries (im2col), one for the GEMM's dtype conversions.
@@ -109,7 +137,15 @@ class CudaBackend final : public Backend {
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
   void* cublas_workspace_ = nullptr;
+  size_t cublas_workspace_bytes_ = 0;
+  std::map<LtKey, LtPlan> lt_plans_;
+  // Switches for A/B measurements (environment, read once at construction):
+  // VMLA_CUDA_SIMPLE_ATTENTION=1 keeps every attention on the simple fp32 kernel,
+  // VMLA_CUDA_FUSED_LINEAR=0 keeps linear() on GEMM + bias/activation kernel.
+  bool tensor_core_attention_ = true;
+  bool fused_linear_ = true;
   Scratch scratch_op_, scratch_gemm_;
   Staging staging_[2];
   int next_staging_ = 0;
