@@ -33,6 +33,36 @@ __device__ __forceinline__ void store_f(void* p, DType t, int64_t i, float v) {
   }
 }
 
+// Four consecutive elements at index i (a multiple of 4) of an F32 or BF16 array: one 16-byte
+// (F32) or 8-byte (BF16) access. Callers check vec4_ok() for the pointer first.
+__device__ __forceinline__ float4 load4(const void* p, DType t, int64_t i) {
+  if (t == DType::BF16) {
+    const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(p) + i);
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+    return make_float4(a.x, a.y, b.x, b.y);
+  }
+  return *reinterpret_cast<const float4*>(static_cast<const float*>(p) + i);
+}
+
+__device__ __forceinline__ void store4(void* p, DType t, int64_t i, float4 v) {
+  if (t == DType::BF16) {
+    const __nv_bfloat162 a = __floats2bfloat162_rn(v.x, v.y), b = __floats2bfloat162_rn(v.z, v.w);
+    uint2 u;
+    u.x = *reinterpret_cast<const uint32_t*>(&a);
+    u.y = *reinterpret_cast<const uint32_t*>(&b);
+    *reinterpret_cast<uint2*>(static_cast<__nv_bfloat16*>(p) + i) = u;
+  } else {
+    *reinterpret_cast<float4*>(static_cast<float*>(p) + i) = v;
+  }
+}
+
+// Whether load4/store4 may touch p: F32 or BF16, aligned to four elements.
+inline bool vec4_ok(const void* p, DType t) {
+  if (t != DType::F32 && t != DType::BF16) return false;
+  return (reinterpret_cast<uintptr_t>(p) & (4 * (t == DType::F32 ? 4u : 2u) - 1)) == 0;
+}
+
 // Activation codes mirror vmla::Activation (0 none, 1 gelu_tanh, 2 silu, 3 relu).
 __device__ __forceinline__ float apply_act(float x, int act) {
   switch (act) {

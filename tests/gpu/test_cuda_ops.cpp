@@ -309,6 +309,16 @@ TEST_F(CudaOps, Axpby) {
   cpu->axpby(-3.f, y.c.t, 0.f, kNone, o2.c.t);
   gpu->axpby(-3.f, y.g.t, 0.f, kNone, o2.g.t);
   check(o2, "axpby (no y)");
+  // Four-element vector path (element count a multiple of 4), also in place.
+  Pair x4 = rnd(Shape{64, 96}, DType::F32);
+  Pair y4 = rnd(Shape{64, 96}, DType::BF16);
+  Pair o4 = out(Shape{64, 96}, DType::BF16);
+  cpu->axpby(0.7f, x4.c.t, -1.3f, y4.c.t, o4.c.t);
+  gpu->axpby(0.7f, x4.g.t, -1.3f, y4.g.t, o4.g.t);
+  check(o4, "axpby (vec4)");
+  cpu->axpby(1.f, x4.c.t, 1.f, y4.c.t, x4.c.t);
+  gpu->axpby(1.f, x4.g.t, 1.f, y4.g.t, x4.g.t);
+  check(x4, "axpby (vec4, in place)");
 }
 
 TEST_F(CudaOps, Activations) {
@@ -432,7 +442,7 @@ TEST_F(CudaOps, GemmBatched) {
 // ---- normalisation ----------------------------------------------------------------------------------
 
 TEST_F(CudaOps, LayerNorm) {
-  for (int D : {384, 1536, 40}) {
+  for (int D : {384, 1536, 40, 2100}) {  // 2100: wider than the one-warp-per-row kernel
     Pair x = rnd(Shape{200, D}, DType::F32, -2.f, 3.f);
     Pair w = rnd(Shape{D}, DType::BF16);
     Pair b = rnd(Shape{D}, DType::BF16);
