@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -158,11 +159,28 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   };
   tensor_core_attention_ = !env_is("VMLA_CUDA_SIMPLE_ATTENTION", "1");
   fused_linear_ = !env_is("VMLA_CUDA_FUSED_LINEAR", "0");
+  profile_ = env_is("VMLA_CUDA_PROFILE", "1");
 }
 
 CudaBackend::~CudaBackend() {
   // Destructors never throw: errors here only lose memory the process is about to release anyway.
   cudaSetDevice(device_);
+  if (profile_) {
+    if (stream_) cudaStreamSynchronize(stream_);
+    profile_flush();
+    std::vector<std::pair<std::string, ProfStat>> rows(prof_stats_.begin(), prof_stats_.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+    double total = 0;
+    for (const auto& r : rows) total += r.second.ms;
+    std::fprintf(stderr, "\nCUDA op profile (GPU time between op starts, VMLA_CUDA_PROFILE=1): %.1f ms in all\n",
+                 total);
+    std::fprintf(stderr, "%-24s %10s %12s %12s %7s\n", "op", "calls", "total ms", "us/call", "share");
+    for (const auto& [name, st] : rows)
+      std::fprintf(stderr, "%-24s %10lld %12.2f %12.2f %6.1f%%\n", name.c_str(), static_cast<long long>(st.calls),
+                   st.ms, st.calls ? 1e3 * st.ms / double(st.calls) : 0.0, total > 0 ? 100.0 * st.ms / total : 0.0);
+    for (cudaEvent_t e : prof_pool_) cudaEventDestroy(e);
+    prof_pool_.clear();
+  }
   for (Scratch* s : {&scratch_op_, &scratch_gemm_})
     if (s->p) cudaFreeAsync(s->p, stream_);
   if (stream_) cudaStreamSynchronize(stream_);
@@ -183,7 +201,45 @@ CudaBackend::~CudaBackend() {
   cudaGetLastError();
 }
 
-void CudaBackend::enter(const char* op) const { check(cudaSetDevice(device_), op, "cudaSetDevice"); }
+void CudaBackend::enter(const char* op) const {
+  check(cudaSetDevice(device_), op, "cudaSetDevice");
+  if (profile_ && std::strcmp(op, "alloc") != 0 && std::strcmp(op, "synchronize") != 0) profile_mark(op);
+}
+
+void CudaBackend::profile_mark(const char* op) const {
+  cudaEvent_t ev = nullptr;
+  if (!prof_pool_.empty()) {
+    ev = prof_pool_.back();
+    prof_pool_.pop_back();
+  } else if (cudaEventCreate(&ev) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  if (cudaEventRecord(ev, stream_) != cudaSuccess) {
+    cudaGetLastError();
+    prof_pool_.push_back(ev);
+    return;
+  }
+  prof_chain_.push_back({ev, op});
+  if (prof_chain_.size() > 100000) profile_flush();
+}
+
+void CudaBackend::profile_flush() const {
+  if (prof_chain_.empty()) return;
+  profile_mark("(end)");  // closes the last op's interval
+  cudaEventSynchronize(prof_chain_.back().ev);
+  for (size_t i = 0; i + 1 < prof_chain_.size(); ++i) {
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, prof_chain_[i].ev, prof_chain_[i + 1].ev) == cudaSuccess) {
+      ProfStat& st = prof_stats_[prof_chain_[i].op];
+      st.ms += ms;
+      ++st.calls;
+    }
+  }
+  cudaGetLastError();
+  for (const ProfMark& m : prof_chain_) prof_pool_.push_back(m.ev);
+  prof_chain_.clear();
+}
 
 MemoryInfo CudaBackend::memory_info() const {
   MemoryInfo m;
@@ -310,6 +366,7 @@ void CudaBackend::download(Tensor src, void* host, DType host_dtype) {
 void CudaBackend::synchronize() {
   enter("synchronize");
   check(cudaStreamSynchronize(stream_), "synchronize", "cudaStreamSynchronize");
+  if (profile_) profile_flush();
 }
 
 // ---- data movement --------------------------------------------------------------------------------
@@ -913,7 +970,8 @@ void CudaBackend::rope(Tensor x, int heads, int head_stride, int offset, const R
 
 void CudaBackend::attention(Tensor q, Tensor kt, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,
                             float scale) {
-  const char* op = "attention";
+  // Two names only for the op profile: self-attention over the window vs short (text) contexts.
+  const char* op = rows_of(kt) >= 2048 ? "attention" : "attention (short kv)";
   enter(op);
   need_float(q, op, "q");
   need_float(kt, op, "k");

@@ -124,6 +124,24 @@ class CudaBackend final : public Backend {
 
   void enter(const char* op) const;  // makes this backend's device current for the calling thread
 
+  // Op profile (VMLA_CUDA_PROFILE=1): enter() records an event per stream op; at each host
+  // synchronisation the GPU time between consecutive events is added to the op that started the
+  // interval; the destructor prints the table (stderr). Off: no events, no cost.
+  void profile_mark(const char* op) const;
+  void profile_flush() const;
+  struct ProfMark {
+    cudaEvent_t ev = nullptr;
+    const char* op = nullptr;
+  };
+  struct ProfStat {
+    double ms = 0;
+    int64_t calls = 0;
+  };
+  bool profile_ = false;
+  mutable std::vector<ProfMark> prof_chain_;
+  mutable std::vector<cudaEvent_t> prof_pool_;
+  mutable std::map<std::string, ProfStat> prof_stats_;
+
   // Pinned staging for upload/download: two slots used alternately, each guarded by an event
   // recorded after its copy, so the host only waits for a slot's previous copy.
   static constexpr size_t kStagingBytes = size_t(8) << 20;
