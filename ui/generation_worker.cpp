@@ -3,7 +3,10 @@
 #include <QElapsedTimer>
 #include <QFileInfo>
 #include <cxxabi.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <typeinfo>
+#include <unistd.h>
 
 #include "core/io/project.h"
 #include "core/model/model.h"
@@ -55,6 +58,16 @@ std::optional<Failure> guarded(F&& f, const QString& title, const QString& conte
   }
 }
 
+// The engine's compute threads (created by the backend on this thread) inherit its nice value, so
+// the GUI thread wins the CPU whenever it needs it and the engine uses everything else.
+void lower_engine_priority() {
+  static thread_local bool done = false;
+  if (done) return;
+  done = true;
+  const int nice = qEnvironmentVariableIsSet("VMLA_ENGINE_NICE") ? qEnvironmentVariableIntValue("VMLA_ENGINE_NICE") : 10;
+  setpriority(PRIO_PROCESS, id_t(syscall(SYS_gettid)), nice);
+}
+
 }  // namespace
 
 GenerationWorker::GenerationWorker(std::shared_ptr<GenerationControl> control, std::shared_ptr<FrameRing> ring)
@@ -94,6 +107,7 @@ void GenerationWorker::loadModel(const QString& path, const QString& backend,
   auto failure = guarded(
       [&] {
         shutdown();
+        lower_engine_priority();
         std::shared_ptr<vmla::Backend> be = vmla::create_backend(backend.toStdString());
         model_ = vmla::Model::load(path.toStdString(), be);
         const auto& info = model_->info();

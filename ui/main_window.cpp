@@ -40,7 +40,7 @@
 #include "ui/stats_panel.h"
 #include "ui/studio_controller.h"
 #include "ui/timeline_widget.h"
-#include "ui/video_gl_widget.h"
+#include "ui/video_view.h"
 
 namespace vmla::ui {
 
@@ -147,7 +147,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), ctl_(new StudioCo
                  tr("Expected SHA-256: %1\nFound SHA-256: %2").arg(expected_sha_, sha));
     expected_sha_.clear();
   });
-  connect(preview_->surface(), &VideoGLWidget::uploadPathChanged, this,
+  connect(preview_->surface(), &VideoView::uploadPathChanged, this,
           [this](const QString& p) { stats_->setUploadPath(p, preview_->surface()->uploadNote()); });
   connect(preview_, &PreviewPanel::playheadChanged, this,
           [this](qint64, int node) { timeline_->timeline()->setPlayheadNode(node); });
@@ -707,8 +707,8 @@ void MainWindow::on_model_loaded(const ModelSummary& m) {
                              .arg(m.config.height)
                              .arg(m.config.fps));
   status_model_->setToolTip(m.path + (m.description.isEmpty() ? QString() : "\n" + m.description));
-  preview_->surface()->setUploadPreference(m.backend == "cuda" ? VideoGLWidget::UploadPreference::Auto
-                                                               : VideoGLWidget::UploadPreference::Host);
+  preview_->surface()->setUploadPreference(m.backend == "cuda" ? VideoView::UploadPreference::Auto
+                                                               : VideoView::UploadPreference::Host);
   remember_recent("recentModels", m.path);
   refresh_model_combo();
   update_actions();

@@ -9,7 +9,7 @@
 #include <QVBoxLayout>
 
 #include "ui/studio_controller.h"
-#include "ui/video_gl_widget.h"
+#include "ui/video_view.h"
 
 namespace vmla::ui {
 
@@ -105,7 +105,7 @@ void ScrubBar::mouseMoveEvent(QMouseEvent* e) {
 // ---- PreviewPanel ------------------------------------------------------------------------------
 
 PreviewPanel::PreviewPanel(StudioController* ctl, QWidget* parent) : QWidget(parent), ctl_(ctl) {
-  gl_ = new VideoGLWidget(this);
+  gl_ = new VideoView(this);
   gl_->setObjectName("previewSurface");
   scrub_ = new ScrubBar(ctl, this);
   play_ = new QToolButton(this);

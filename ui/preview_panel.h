@@ -11,7 +11,7 @@ class QToolButton;
 namespace vmla::ui {
 
 class StudioController;
-class VideoGLWidget;
+class VideoView;
 
 class ScrubBar : public QWidget {
   Q_OBJECT
@@ -40,7 +40,7 @@ class PreviewPanel : public QWidget {
  public:
   explicit PreviewPanel(StudioController* ctl, QWidget* parent = nullptr);
 
-  VideoGLWidget* surface() const { return gl_; }
+  VideoView* surface() const { return gl_; }
   qint64 playhead() const { return playhead_; }
   bool playing() const { return playing_; }
   bool followingLive() const { return follow_live_; }
@@ -63,7 +63,7 @@ class PreviewPanel : public QWidget {
   void update_labels();
 
   StudioController* ctl_;
-  VideoGLWidget* gl_;
+  VideoView* gl_;
   ScrubBar* scrub_;
   QToolButton *play_, *live_;
   QLabel* time_;
