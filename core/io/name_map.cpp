@@ -23,8 +23,8 @@ constexpr std::array<std::string_view, 9> kWrapperPrefixes = {
 // First segments of DiT tensors, native and diffusers; a wrapper prefix is only stripped when tensors
 // like these sit under it (a text encoder's `model.encoder...` is left alone).
 constexpr std::array<std::string_view, 11> kDitRoots = {
-    "blocks",          "patch_embedding", "text_embedding",     "time_embedding", "time_projection", "head",
-    "img_emb",         "condition_embedder", "proj_out",        "scale_shift_table", "norm_out",
+    "blocks",  "patch_embedding",    "text_embedding", "time_embedding",    "time_projection", "head",
+    "img_emb", "condition_embedder", "proj_out",       "scale_shift_table", "norm_out",
 };
 
 // diffusers WanTransformer3DModel -> Wan-native (the inverse of diffusers' convert_wan_to_diffusers.py).
@@ -101,12 +101,17 @@ bool under_prefix(std::string_view name, std::string_view prefix, std::string_vi
   return true;
 }
 
-bool looks_like_dit(std::string_view rest) {
+// Names come from untrusted files: the wrapper nesting followed is bounded (a header naming a tensor
+// "model.model.model...." must not recurse a million deep).
+constexpr int kMaxWrapperDepth = 4;
+
+bool looks_like_dit(std::string_view rest, int depth = 0) {
   std::string_view first = rest.substr(0, rest.find('.'));
   if (std::find(kDitRoots.begin(), kDitRoots.end(), first) != kDitRoots.end()) return true;
+  if (depth >= kMaxWrapperDepth) return false;
   std::string_view inner;
   for (std::string_view p : kWrapperPrefixes)
-    if (under_prefix(rest, p, &inner) && looks_like_dit(inner)) return true;
+    if (under_prefix(rest, p, &inner) && looks_like_dit(inner, depth + 1)) return true;
   return false;
 }
 
@@ -148,9 +153,15 @@ std::vector<std::pair<std::string, std::string>> NameMap::rules() const {
   out.reserve(rules_.size());
   for (const NameRule& r : rules_) {
     switch (r.kind) {
-      case NameRuleKind::StripPrefix: out.emplace_back(r.from + ".*", "*"); break;
-      case NameRuleKind::ReplacePrefix: out.emplace_back(r.from + "*", r.to + "*"); break;
-      case NameRuleKind::ReplaceSubstring: out.emplace_back("*" + r.from + "*", "*" + r.to + "*"); break;
+      case NameRuleKind::StripPrefix:
+        out.emplace_back(r.from + ".*", "*");
+        break;
+      case NameRuleKind::ReplacePrefix:
+        out.emplace_back(r.from + "*", r.to + "*");
+        break;
+      case NameRuleKind::ReplaceSubstring:
+        out.emplace_back("*" + r.from + "*", "*" + r.to + "*");
+        break;
     }
   }
   return out;
@@ -163,7 +174,7 @@ NameMap NameMap::detect(const std::vector<std::string>& names) {
   // Descend through wrapper prefixes, keeping only the chosen subtree each time, so a file holding
   // both generator.model.* and generator_ema.model.* strips one of them, never both into one name.
   std::vector<std::string_view> work(names.begin(), names.end());
-  for (int depth = 0; depth < 4; ++depth) {
+  for (int depth = 0; depth < kMaxWrapperDepth; ++depth) {
     std::string_view chosen;
     for (std::string_view p : kWrapperPrefixes) {
       std::string_view rest;

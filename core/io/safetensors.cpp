@@ -11,12 +11,11 @@
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string_view>
 #include <system_error>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 namespace vmla::io {
 namespace {
@@ -128,9 +127,11 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const j
       v = int64_t(u);
     } else if (d.is_number_integer()) {
       v = d.get<int64_t>();
-      if (v < 0) throw FormatError(where + " has a negative dimension " + std::to_string(v) + " in its shape " + brief(sh));
+      if (v < 0)
+        throw FormatError(where + " has a negative dimension " + std::to_string(v) + " in its shape " + brief(sh));
     } else {
-      throw FormatError(where + ": shape entry " + brief(d) + " is not a non-negative integer (shape " + brief(sh) + ")");
+      throw FormatError(where + ": shape entry " + brief(d) + " is not a non-negative integer (shape " + brief(sh) +
+                        ")");
     }
     t.shape.d[size_t(t.shape.ndim++)] = v;
     overflow |= __builtin_mul_overflow(numel, uint64_t(v), &numel);
@@ -195,7 +196,8 @@ SafeTensors SafeTensors::open(const std::string& path) {
   SafeTensors st;
   st.path_ = path;
 
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is rejected below as not a regular file.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) throw IoError("cannot open model file " + path + ": " + errno_text(errno));
   struct stat sb {};
   if (::fstat(fd.get(), &sb) != 0) throw IoError("cannot read model file " + path + ": " + errno_text(errno));
@@ -234,7 +236,11 @@ SafeTensors SafeTensors::open(const std::string& path) {
       return true;
     });
   } catch (const json::exception& e) {
-    throw FormatError(path + ": header is not valid JSON (not a safetensors file, or a corrupt one): " + e.what());
+    // nlohmann quotes the offending bytes; keep the message printable.
+    std::string what = e.what();
+    for (char& c : what)
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+    throw FormatError(path + ": header is not valid JSON (not a safetensors file, or a corrupt one): " + what);
   }
   if (!header.is_object())
     throw FormatError(path + ": header is a JSON " + std::string(header.type_name()) +
@@ -247,8 +253,7 @@ SafeTensors SafeTensors::open(const std::string& path) {
         throw FormatError(path + ": __metadata__ is " + kind(value) + ", expected an object of strings");
       for (const auto& [mk, mv] : value.items()) {
         if (!mv.is_string())
-          throw FormatError(path + ": __metadata__ value for " + q(mk) + " is " + kind(mv) +
-                            ", expected a string");
+          throw FormatError(path + ": __metadata__ value for " + q(mk) + " is " + kind(mv) + ", expected a string");
         st.metadata_[mk] = mv.get<std::string>();
       }
       continue;
@@ -267,8 +272,7 @@ SafeTensors SafeTensors::open(const std::string& path) {
     const uint64_t end = uint64_t(t.offset) + t.nbytes;  // = data_offsets[1], cannot overflow
     if (t.offset < expected)
       throw FormatError(path + ": tensors " + q(prev->name) + " (bytes " + range_str(prev->offset, expected) +
-                        ") and " + q(t.name) + " (bytes " + range_str(t.offset, end) +
-                        ") overlap (corrupt header)");
+                        ") and " + q(t.name) + " (bytes " + range_str(t.offset, end) + ") overlap (corrupt header)");
     if (t.offset > expected)
       throw FormatError(path + ": tensor " + q(t.name) + " starts at data byte " + std::to_string(t.offset) +
                         " but the previous tensor ends at " + std::to_string(expected) + " (gap of " +

@@ -42,7 +42,8 @@ class SafeTensors {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   std::optional<std::string> meta(const std::string& key) const;
 
-  // Lookups accept the names stored in the file and, after apply_name_map, the mapped names.
+  // Lookups accept the names stored in the file and, after apply_name_map, the mapped names (which
+  // win where a mapped name equals another tensor's stored name).
   bool has(const std::string& name) const;
   // FormatError "model file <path> has no tensor '<name>'" (+ " (did you mean '<close>'?)").
   const TensorInfo& info(const std::string& name) const;
@@ -70,7 +71,7 @@ class SafeTensors {
   size_t size_ = 0;
   size_t data_start_ = 0;  // 8 + header length
   std::map<std::string, std::string> metadata_;
-  std::vector<TensorInfo> tensors_;         // in data-offset order
+  std::vector<TensorInfo> tensors_;          // in data-offset order
   std::map<std::string, size_t> by_name_;    // stored name -> index
   std::map<std::string, size_t> by_mapped_;  // mapped name -> index (empty without a name map)
 };
