@@ -216,10 +216,18 @@ int cmd_convert(const std::vector<std::string>& argv) {
   std::vector<std::vector<float>> full;
   std::vector<io::TensorData> tensors;
   const io::SafeTensors& file = src;
+  size_t skipped = 0;
   for (const auto& n : file.names()) {
     const auto& ti = file.info(n);
     io::TensorData t;
     t.name = map.map(n);
+    // Tensors the map leaves under a wrapper (e.g. the non-EMA generator next to generator_ema)
+    // are not part of the model that was chosen.
+    if (t.name.rfind("generator.", 0) == 0 || t.name.rfind("generator_ema.", 0) == 0 ||
+        t.name.rfind("model.", 0) == 0 || t.name.rfind("module.", 0) == 0) {
+      ++skipped;
+      continue;
+    }
     t.shape = ti.shape;
     if (dt == "keep") {
       t.dtype = ti.dtype;
@@ -247,7 +255,9 @@ int cmd_convert(const std::vector<std::string>& argv) {
   } catch (const IoError& e) {
     throw OutputError(e.what());
   }
-  std::printf("wrote %s: %zu tensors (%s naming mapped to Wan-native)\n", out->c_str(), tensors.size(), map.convention().c_str());
+  std::printf("wrote %s: %zu tensors (%s naming mapped to Wan-native)", out->c_str(), tensors.size(), map.convention().c_str());
+  if (skipped) std::printf("; %zu tensors outside the chosen weights were left out", skipped);
+  std::printf("\n");
   return 0;
 }
 
