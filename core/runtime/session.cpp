@@ -381,6 +381,11 @@ void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
   m.fps = cfg.frames_per_chunk() / (chunk_ms / 1e3);
   m.realtime_factor = m.fps / cfg.fps;
   m.seconds_generated = double(m.frames) / cfg.fps;
+  if (cb.on_metrics) cb.on_metrics(m);
+}
+
+void Session::extend(const ChunkSpec& spec, int n_chunks, const SessionCallbacks& cb) {
+  for (int i = 0; i < n_chunks; ++i) extend(spec, cb);
 }
 
 }  // namespace vmla

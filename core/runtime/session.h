@@ -70,6 +70,7 @@ struct SessionCallbacks {
   std::function<void(const FrameBatch&)> on_frames;
   std::function<void(const Progress&)> on_progress;
   std::function<bool()> cancel_requested;
+  std::function<void(const Metrics&)> on_metrics;  // after every chunk
   // Inspection (tests, tools): the velocity of each denoising pass ([F, C, h, w] F32, on the
   // backend's device), valid only during the call.
   std::function<void(int chunk, int step, const Tensor& v)> on_velocity;
@@ -95,6 +96,8 @@ class Session {
 
   // Generates one chunk after the current end. Throws Cancelled (state unchanged) or Error.
   void extend(const ChunkSpec& spec, const SessionCallbacks& cb = {});
+  // n chunks with the same spec; stops at the first error or cancel (finished chunks are kept).
+  void extend(const ChunkSpec& spec, int n_chunks, const SessionCallbacks& cb = {});
   int chunks() const { return int(records_.size()); }
   int64_t frames() const;
   const std::vector<ChunkRecord>& records() const { return records_; }

@@ -142,6 +142,25 @@ TEST(Session, MlaExpandedEqualsAbsorbed) {
   for (size_t i = 0; i < le.size(); ++i) EXPECT_LT(rel_err(la[i], le[i]), 1e-5) << "chunk " << i;
 }
 
+TEST(Session, ExtendByNChunksReportsMetrics) {
+  auto m = small_model("mla");
+  Session s(m);
+  int reports = 0;
+  SessionCallbacks cb;
+  cb.on_metrics = [&](const Metrics& mt) {
+    ++reports;
+    EXPECT_EQ(mt.chunks, reports);
+    EXPECT_GT(mt.ms_last_chunk, 0.0);
+    EXPECT_GT(mt.fps, 0.0);
+    EXPECT_EQ(mt.mha_cache_bytes * 24, mt.cache_bytes * 128);  // 16 + 8 vs 2 * 64 values per token
+  };
+  s.extend(kBall, 3, cb);
+  EXPECT_EQ(s.chunks(), 3);
+  EXPECT_EQ(reports, 3);
+  EXPECT_EQ(s.frames(), 36);
+  EXPECT_EQ(s.metrics().cached_tokens, 3 * 16);  // sink 1 + window 2 frames of 16 tokens
+}
+
 TEST(Session, MhaModelRuns) {
   auto m = small_model("mha");
   Session s(m);
