@@ -45,6 +45,7 @@ struct ChunkResult {
   int frames = 0, width = 0, height = 0;
   double ms = 0;
   vmla::Metrics metrics;
+  int snapshots = 0;  // chunk boundaries the worker keeps (rewind, branches)
 };
 
 struct LiveStats {

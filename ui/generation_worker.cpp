@@ -230,6 +230,7 @@ void GenerationWorker::run(const GenJob& job) {
   }
   result.ms = double(timer.nsecsElapsed()) / 1e6;
   result.metrics = session_->metrics();
+  result.snapshots = int(snapshots_.size());
   emit chunkFinished(result);
 }
 

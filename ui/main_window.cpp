@@ -220,12 +220,7 @@ void MainWindow::build_actions() {
   act_reset_layout_ = action(tr("Reset layout"), {}, tr("Put the panels back where they started"), [this] {
     restoreState(default_state_);
   });
-  // Space, arrows and End belong to the text fields when they have focus.
-  for (QAction* a : {act_play_, act_live_, act_prev_frame_, act_next_frame_}) {
-    removeAction(a);
-    a->setShortcutContext(Qt::WidgetWithChildrenShortcut);
-    preview_->addAction(a);
-  }
+  // Space, arrows and End still reach text fields with focus: they accept the shortcut override.
 }
 
 void MainWindow::build_docks() {

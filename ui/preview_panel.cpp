@@ -139,6 +139,7 @@ PreviewPanel::PreviewPanel(StudioController* ctl, QWidget* parent) : QWidget(par
   layout->addWidget(gl_, 1);
   layout->addLayout(bar);
 
+  gl_->installEventFilter(this);
   connect(play_, &QToolButton::clicked, this, &PreviewPanel::togglePlay);
   connect(start, &QToolButton::clicked, this, [this] { seek(0); });
   connect(live_, &QToolButton::clicked, this, [this](bool on) {
@@ -158,7 +159,18 @@ PreviewPanel::PreviewPanel(StudioController* ctl, QWidget* parent) : QWidget(par
   update_labels();
 }
 
+bool PreviewPanel::eventFilter(QObject* watched, QEvent* e) {
+  if (watched == gl_ && e->type() == QEvent::MouseButtonPress) {
+    togglePlay();
+    return true;
+  }
+  return QWidget::eventFilter(watched, e);
+}
+
 void PreviewPanel::refresh() {
+  gl_->setPlaceholder(ctl_->hasModel() && !ctl_->session().decode
+                          ? tr("The decoder is off (Settings > Preview decoder): chunks are generated without frames")
+                          : tr("No video yet: type a prompt and press Generate"));
   const qint64 count = ctl_->frameCount();
   if (count == 0) {
     playhead_ = 0;

@@ -45,6 +45,9 @@ class PreviewPanel : public QWidget {
   bool playing() const { return playing_; }
   bool followingLive() const { return follow_live_; }
 
+ protected:
+  bool eventFilter(QObject* watched, QEvent* e) override;
+
  public slots:
   void seek(qint64 frame);  // shows that frame; stops following the live edge
   void play();

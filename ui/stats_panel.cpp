@@ -218,13 +218,15 @@ void StatsPanel::refresh() {
   const size_t host = hostResidentBytes();
   if (const auto& mm = ctl_->lastMetrics()) {
     const auto& m = *mm;
-    cache_->setText(tr("%1 of %2 · %3 tokens · snapshots %4")
+    cache_->setText(tr("%1 of %2 · %3 tokens · %4 chunk boundaries kept for rewind")
                         .arg(bytes(double(m.cache_bytes)), bytes(double(m.cache_capacity_bytes)))
                         .arg(m.cached_tokens)
-                        .arg(bytes(double(m.snapshot_bytes))));
+                        .arg(ctl_->snapshotsKept()));
     bars_->setBytes(m.cache_bytes, m.mha_cache_bytes, m.cache_capacity_bytes);
-    const QString device = m.device_total ? tr("device %1 of %2").arg(bytes(double(m.device_used)), bytes(double(m.device_total)))
-                                          : tr("device: host memory");
+    const bool on_host = ctl_->hasModel() && ctl_->model().backend == "cpu";
+    const QString device = !m.device_total ? tr("device: n/a")
+                           : on_host ? tr("system RAM %1 of %2").arg(bytes(double(m.device_used)), bytes(double(m.device_total)))
+                                     : tr("device %1 of %2").arg(bytes(double(m.device_used)), bytes(double(m.device_total)));
     memory_->setText(tr("%1 · engine %2 · process %3").arg(device, bytes(double(m.engine_bytes)), bytes(double(host))));
     speed_->setText(tr("%1 ms/chunk (avg %2) · %3 ms/pass · decode %4 ms\n%5 fps · %6× real time · %7 s of video")
                         .arg(m.ms_last_chunk, 0, 'f', 0)

@@ -487,6 +487,7 @@ void StudioController::on_chunk_finished(const ChunkResult& r) {
     n->progress = 1;
     n->thumbnail = make_thumbnail(*n);
     last_metrics_ = r.metrics;
+    snapshots_kept_ = r.snapshots;
     history_.push_back({tree_.depth(n->id) + 1, r.metrics.ms_last_chunk > 0 ? r.metrics.ms_last_chunk : r.ms,
                         r.metrics.fps, r.metrics.realtime_factor, r.metrics.cache_bytes, r.metrics.mha_cache_bytes,
                         r.metrics.device_used});

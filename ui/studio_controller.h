@@ -91,6 +91,7 @@ class StudioController : public QObject {
   // ---- statistics ----------------------------------------------------------------------------
   const std::vector<ChunkStat>& history() const { return history_; }
   const std::optional<vmla::Metrics>& lastMetrics() const { return last_metrics_; }
+  int snapshotsKept() const { return snapshots_kept_; }
 
   // ---- projects ------------------------------------------------------------------------------
   vmla::io::Project toProject() const;
@@ -158,6 +159,7 @@ class StudioController : public QObject {
   SessionSummary session_;
   std::vector<ChunkStat> history_;
   std::optional<vmla::Metrics> last_metrics_;
+  int snapshots_kept_ = 0;
   QString created_;
 
   struct Segment {

@@ -5,6 +5,8 @@
 #include <QComboBox>
 #include <QFile>
 #include <QLabel>
+#include <QMessageBox>
+#include <QMimeData>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSignalSpy>
@@ -269,6 +271,41 @@ class TestMainWindow : public QObject {
       QVERIFY(other.controller()->tree().node(id)->frames == ctl().tree().node(id)->frames);
     other.close();
     QVERIFY(!QFileInfo::exists(QDir(data).filePath("autosave.vmlaproj")));
+  }
+
+  void droppedBrokenModelShowsAnErrorAndKeepsTheWork() {
+    const auto path = ctl().path();
+    std::vector<QByteArray> frames;
+    for (int id : path) frames.push_back(ctl().tree().node(id)->frames);
+    const QString broken = dir_.filePath("broken.safetensors");
+    {
+      QFile in(model_path()), out(broken);
+      QVERIFY(in.open(QIODevice::ReadOnly) && out.open(QIODevice::WriteOnly));
+      out.write(in.read(5000));
+    }
+    auto drop = [this](const QString& file) {
+      QMimeData mime;
+      mime.setUrls({QUrl::fromLocalFile(file)});
+      QDragEnterEvent enter(QPoint(200, 200), Qt::CopyAction, &mime, Qt::LeftButton, {});
+      QApplication::sendEvent(w_, &enter);
+      QVERIFY(enter.isAccepted());
+      QDropEvent drop(QPointF(200, 200), Qt::CopyAction, &mime, Qt::LeftButton, {});
+      QApplication::sendEvent(w_, &drop);
+    };
+    drop(broken);
+    QMessageBox* box = nullptr;
+    QTRY_VERIFY_WITH_TIMEOUT((box = w_->findChild<QMessageBox*>("errorBox")) && box->isVisible(), 30000);
+    QVERIFY(box->detailedText().contains(broken));
+    QVERIFY(box->informativeText().contains("kept"));
+    box->close();
+    QVERIFY(!ctl().hasModel());
+    QCOMPARE(ctl().path(), path);  // prompts, seeds, branches stay
+
+    // Dropping the default model back regenerates the video exactly.
+    drop(model_path());
+    QTRY_VERIFY_WITH_TIMEOUT(ctl().hasModel(), 30000);
+    QVERIFY(wait_idle(ctl()));
+    for (size_t i = 0; i < path.size(); ++i) QVERIFY(ctl().tree().node(path[i])->frames == frames[i]);
   }
 
   void closingDuringGenerationShutsDownCleanly() {
