@@ -10,6 +10,9 @@
 //  - "rows" means the tensor seen as [rows(), cols()] (all leading dims flattened).
 //  - Ops never synchronise with the host, except download() and synchronize().
 //  - Shapes are checked; a mismatch throws ShapeError naming the op and both shapes.
+//  - Optional tensor arguments (bias, affine weights, mod with gate_idx < 0) are absent when their
+//    data is null: a default Tensor{} has shape [] and numel() 1, so never test numel() for absence.
+//  - Outputs must not overlap inputs unless an op says it may alias (axpby, activation).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -154,7 +157,8 @@ class Backend {
   virtual void upsample2x(Tensor x, Tensor y) = 0;
   // Token embedding lookup: out [n, D] = table[ids[i]] (ids on the host).
   virtual void embedding(Tensor table, const int32_t* ids, int64_t n, Tensor out) = 0;
-  // x [F, 3, H, W] in [0, 1] -> rgb [F, H, W, 3] U8 (rounded, clamped).
+  // x [F, 3, H, W] in [0, 1] -> rgb [F, H, W, 3] U8: clamp to [0, 1], times 255, round half to even;
+  // NaN gives 0. Every backend produces the same bytes for the same input.
   virtual void to_rgb8(Tensor x, Tensor rgb) = 0;
 };
 
