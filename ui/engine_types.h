@@ -6,6 +6,7 @@
 #include <QMetaType>
 #include <QString>
 #include <QStringList>
+#include <QVector>
 
 #include "core/io/project.h"
 #include "core/model/config.h"
@@ -45,7 +46,8 @@ struct ChunkResult {
   int frames = 0, width = 0, height = 0;
   double ms = 0;
   vmla::Metrics metrics;
-  int snapshots = 0;  // chunk boundaries the worker keeps (rewind, branches)
+  int snapshots = 0;      // chunk boundaries the worker keeps (rewind, branches)
+  QVector<int> evicted;   // chunks whose kept state was dropped to make room
 };
 
 struct LiveStats {

@@ -2,6 +2,7 @@
 
 #include <QElapsedTimer>
 #include <QFileInfo>
+#include <algorithm>
 #include <cxxabi.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -71,7 +72,11 @@ void lower_engine_priority() {
 }  // namespace
 
 GenerationWorker::GenerationWorker(std::shared_ptr<GenerationControl> control, std::shared_ptr<FrameRing> ring)
-    : control_(std::move(control)), ring_(std::move(ring)) {}
+    : control_(std::move(control)),
+      ring_(std::move(ring)),
+      max_snapshots_(size_t(std::max(2, qEnvironmentVariableIsSet("VMLA_MAX_SNAPSHOTS")
+                                            ? qEnvironmentVariableIntValue("VMLA_MAX_SNAPSHOTS")
+                                            : 256))) {}
 
 GenerationWorker::~GenerationWorker() = default;
 
@@ -211,12 +216,13 @@ void GenerationWorker::run(const GenJob& job) {
             auto it = snapshots_.find(job.parent);
             if (it == snapshots_.end())
               throw vmla::Error("internal: no snapshot kept for chunk id " + std::to_string(job.parent));
-            session_->restore(it->second);
+            it->second.used = ++use_clock_;
+            session_->restore(it->second.snapshot);
           }
           at_node_ = job.parent;
         }
         session_->extend(job.spec, cb);
-        snapshots_[job.node] = session_->snapshot();
+        snapshots_[job.node] = Kept{session_->snapshot(), ++use_clock_};
         at_node_ = job.node;
       },
       QStringLiteral("Generation failed"), context);
@@ -230,6 +236,12 @@ void GenerationWorker::run(const GenJob& job) {
   }
   result.ms = double(timer.nsecsElapsed()) / 1e6;
   result.metrics = session_->metrics();
+  while (snapshots_.size() > max_snapshots_) {
+    auto lru = std::min_element(snapshots_.begin(), snapshots_.end(),
+                                [](const auto& a, const auto& b) { return a.second.used < b.second.used; });
+    result.evicted.push_back(lru->first);
+    snapshots_.erase(lru);
+  }
   result.snapshots = int(snapshots_.size());
   emit chunkFinished(result);
 }

@@ -53,7 +53,15 @@ class GenerationWorker : public QObject {
   std::shared_ptr<vmla::Model> model_;
   std::unique_ptr<vmla::Session> session_;
   std::shared_ptr<const vmla::Snapshot> root_;  // the empty video
-  std::map<int, std::shared_ptr<const vmla::Snapshot>> snapshots_;  // state after each chunk
+  // State after each chunk, least recently used first out beyond max_snapshots_ (the GUI is told, and
+  // regenerates a chunk deterministically when it needs a state that was dropped).
+  struct Kept {
+    std::shared_ptr<const vmla::Snapshot> snapshot;
+    uint64_t used = 0;
+  };
+  std::map<int, Kept> snapshots_;
+  uint64_t use_clock_ = 0;
+  size_t max_snapshots_;
   int at_node_ = -1;  // the chunk whose end state the session holds; -1: the empty video
 };
 

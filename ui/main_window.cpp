@@ -20,11 +20,13 @@
 #include <QMimeData>
 #include <QPushButton>
 #include <QRadioButton>
+#include <QScreen>
 #include <QScrollArea>
 #include <QSettings>
 #include <QSpinBox>
 #include <QStandardPaths>
 #include <QStatusBar>
+#include <QStyle>
 #include <QToolBar>
 #include <QVBoxLayout>
 #include <unistd.h>
@@ -384,7 +386,14 @@ void MainWindow::build_menus() {
 
 void MainWindow::restore_layout() {
   QSettings s;
-  restoreGeometry(s.value("window/geometry").toByteArray());
+  if (!restoreGeometry(s.value("window/geometry").toByteArray())) {
+    // First start: most of the screen, centred.
+    if (const QScreen* screen = QGuiApplication::primaryScreen()) {
+      const QRect avail = screen->availableGeometry();
+      const QSize size(std::min(1600, avail.width() * 9 / 10), std::min(1000, avail.height() * 9 / 10));
+      setGeometry(QStyle::alignedRect(Qt::LeftToRight, Qt::AlignCenter, size, avail));
+    }
+  }
   restoreState(s.value("window/state").toByteArray());
   chunks_->setValue(s.value("generate/chunks", 3).toInt());
 }

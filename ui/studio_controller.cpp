@@ -475,6 +475,8 @@ void StudioController::on_frames_available() {
 void StudioController::on_chunk_finished(const ChunkResult& r) {
   busy_ = false;
   rendering_ = -1;
+  for (int id : r.evicted)
+    if (ChunkNode* e = tree_.node(id)) e->has_snapshot = false;
   if (ChunkNode* n = tree_.node(r.node)) {
     n->state = ChunkState::Done;
     n->transient = false;

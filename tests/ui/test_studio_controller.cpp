@@ -278,6 +278,33 @@ class TestStudioController : public QObject {
     QVERIFY(c.hasModel());
   }
 
+  void droppedSnapshotsAreRegeneratedWhenNeeded() {
+    qputenv("VMLA_MAX_SNAPSHOTS", "2");
+    StudioController c;
+    qunsetenv("VMLA_MAX_SNAPSHOTS");
+    c.loadModel(model_path());
+    QVERIFY(wait_idle(c));
+    c.setPrompt("a red ball bouncing on the beach");
+    c.seeds().set_value(3);
+    c.generateNew(4);
+    QVERIFY(wait_idle(c));
+    const auto path = c.path();
+    QCOMPARE(c.snapshotsKept(), 2);
+    QVERIFY(!c.tree().node(path[0])->has_snapshot);
+    const ChunkNode old = *c.tree().node(path[1]);
+    // Rewinding to chunk 1 needs its state, which was dropped: chunk 1 is generated again first.
+    c.rewindTo(path[0]);
+    c.seeds().set_mode(SeedPolicy::Mode::Fixed);
+    c.seeds().set_value(old.spec.seed);
+    QSignalSpy done(&c, &StudioController::chunkDone);
+    c.extend(1);
+    QVERIFY(wait_idle(c));
+    QCOMPARE(done.count(), 2);
+    QCOMPARE(done[0][0].toInt(), path[0]);
+    QVERIFY(c.tree().node(c.path()[1])->frames == old.frames);
+    verify_path_matches_engine(c);
+  }
+
   void closingDuringGenerationShutsDownPromptly() {
     auto* c = new StudioController;
     c->loadModel(model_path());

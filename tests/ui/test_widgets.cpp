@@ -10,6 +10,7 @@
 
 #include "ui/chunk_tree.h"
 #include "ui/export_dialog.h"
+#include "ui/export_job.h"
 #include "ui/frame_ring.h"
 #include "ui/prompt_editor.h"
 #include "ui/seed_policy.h"
@@ -201,7 +202,46 @@ class TestWidgets : public QObject {
     QVERIFY(!stats.grab().toImage().isNull());
   }
 
-  void exportDialogWritesAnMp4WithMetadataAndCancelsCleanly() {
+  void cancelledExportsLeaveEarlierFilesAlone() {
+    QTemporaryDir dir;
+    QByteArray chunk(12 * 64 * 64 * 3, '\0');
+    for (qsizetype i = 0; i < chunk.size(); ++i) chunk[i] = char((i * 7919) % 251);
+    ExportRequest r;
+    r.width = r.height = 64;
+    for (int i = 0; i < 400; ++i) r.chunks.emplace_back(chunk, 12);
+
+    r.path = dir.filePath("keep.mp4");
+    QFile old(r.path);
+    QVERIFY(old.open(QIODevice::WriteOnly));
+    old.write("the previous export");
+    old.close();
+    {
+      ExportJob job(r);
+      QSignalSpy progress(&job, &ExportJob::progress), failed(&job, &ExportJob::failed);
+      job.start();
+      QTRY_VERIFY_WITH_TIMEOUT(progress.count() > 0, 30000);
+      job.cancel();
+      QTRY_VERIFY_WITH_TIMEOUT(failed.count() == 1, 30000);
+      QVERIFY(failed[0][1].toBool());
+    }
+    QVERIFY(old.open(QIODevice::ReadOnly));
+    QCOMPARE(old.readAll(), QByteArray("the previous export"));
+    QVERIFY(QDir(dir.path()).entryList(QDir::Files).size() == 1);  // no temporary file left
+
+    r.format = ExportRequest::Format::Png;
+    r.path = dir.filePath("frames");
+    {
+      ExportJob job(r);
+      QSignalSpy progress(&job, &ExportJob::progress), failed(&job, &ExportJob::failed);
+      job.start();
+      QTRY_VERIFY_WITH_TIMEOUT(progress.count() > 3, 30000);
+      job.cancel();
+      QTRY_VERIFY_WITH_TIMEOUT(failed.count() == 1, 30000);
+    }
+    QVERIFY(QDir(r.path).entryList(QDir::Files).isEmpty());
+  }
+
+  void exportDialogWritesMp4AndPngAndAFailureKeepsTheOldFile() {
     StudioController ctl;
     ctl.loadModel(model_path());
     QVERIFY(wait_idle(ctl));
