@@ -11,6 +11,8 @@
 
 #include "core/tensor/tensor.h"
 
+#include "core/io/ffmpeg_util.h"
+
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavutil/frame.h>
@@ -22,12 +24,6 @@ namespace vmla::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string av_error(int err) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(err, buf, sizeof buf);
-  return buf;
-}
 
 struct CodecCtxDel { void operator()(AVCodecContext* c) const { avcodec_free_context(&c); } };
 struct FrameDel { void operator()(AVFrame* f) const { av_frame_free(&f); } };

@@ -6,6 +6,8 @@
 
 #include "core/tensor/tensor.h"
 
+#include "core/io/ffmpeg_util.h"
+
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -19,12 +21,6 @@ namespace vmla::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string av_error(int err) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(err, buf, sizeof buf);
-  return buf;
-}
 
 std::string str_or_empty(const char* s) { return s ? s : ""; }
 

@@ -12,6 +12,8 @@
 
 #include "core/tensor/tensor.h"
 
+#include "core/io/ffmpeg_util.h"
+
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -24,13 +26,6 @@ namespace vmla::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-// av_err2str is a compound-literal macro that does not compile as C++.
-std::string av_error(int err) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(err, buf, sizeof buf);
-  return buf;
-}
 
 // "file:" keeps a ':' in the path from being read as a protocol name ("take:2.mp4").
 std::string file_url(const std::string& path) { return "file:" + path; }
