@@ -814,9 +814,10 @@ void CudaBackend::gemm_batched(const GemmBatched& p) {
 
 // ---- normalisation --------------------------------------------------------------------------------
 
-void CudaBackend::layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) {
-  const char* op = "layer_norm";
-  enter(op);
+namespace {
+
+// The checked parameters of a LayerNorm (rms = false) or RMSNorm (rms = true) over the last dim.
+k::NormParams norm_params(Tensor x, Tensor w, Tensor b, Tensor y, float eps, bool rms, const char* op) {
   need_float(x, op, "x");
   need_float(y, op, "y");
   need_numel(x, y, op, "x", "y");
@@ -829,6 +830,7 @@ void CudaBackend::layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) 
   p.rows = rows_of(x);
   p.D = cols_of(x);
   p.eps = eps;
+  p.rms = rms;
   if (!w.empty()) {
     need_float(w, op, "w");
     need(w.numel() == p.D, op, "w expected [" + std::to_string(p.D) + "], got " + w.shape.str());
@@ -841,32 +843,21 @@ void CudaBackend::layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) 
     p.b = b.data;
     p.bt = b.dtype;
   }
-  check(k::launch_norm(p, stream_), op, "kernel");
+  return p;
+}
+
+}  // namespace
+
+void CudaBackend::layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) {
+  const char* op = "layer_norm";
+  enter(op);
+  check(k::launch_norm(norm_params(x, w, b, y, eps, false, op), stream_), op, "kernel");
 }
 
 void CudaBackend::rms_norm(Tensor x, Tensor w, Tensor y, float eps) {
   const char* op = "rms_norm";
   enter(op);
-  need_float(x, op, "x");
-  need_float(y, op, "y");
-  need_numel(x, y, op, "x", "y");
-  need(cols_of(y) == cols_of(x), op, "x " + x.shape.str() + " and y " + y.shape.str() + " differ in the last dim");
-  k::NormParams p;
-  p.x = x.data;
-  p.xt = x.dtype;
-  p.y = y.data;
-  p.yt = y.dtype;
-  p.rows = rows_of(x);
-  p.D = cols_of(x);
-  p.eps = eps;
-  p.rms = true;
-  if (!w.empty()) {
-    need_float(w, op, "w");
-    need(w.numel() == p.D, op, "w expected [" + std::to_string(p.D) + "], got " + w.shape.str());
-    p.w = w.data;
-    p.wt = w.dtype;
-  }
-  check(k::launch_norm(p, stream_), op, "kernel");
+  check(k::launch_norm(norm_params(x, w, Tensor{}, y, eps, true, op), stream_), op, "kernel");
 }
 
 void CudaBackend::ln_modulate(Tensor x, Tensor mod, int shift_idx, int scale_idx, int64_t rows_per_frame, Tensor y,
