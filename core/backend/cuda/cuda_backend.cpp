@@ -1004,34 +1004,11 @@ void CudaBackend::attention(Tensor q, Tensor kt, Tensor v, Tensor out, int heads
 
 // ---- video layout ---------------------------------------------------------------------------------
 
-void CudaBackend::patchify(Tensor x, int ph, int pw, Tensor tokens) {
-  const char* op = "patchify";
-  enter(op);
-  need_float(x, op, "x");
-  need_float(tokens, op, "tokens");
-  need(x.ndim() == 4, op, "x must be [F, C, H, W], got " + x.shape.str());
-  need(ph > 0 && pw > 0 && x.dim(2) % ph == 0 && x.dim(3) % pw == 0, op,
-       "x " + x.shape.str() + " is not divisible into " + std::to_string(ph) + "x" + std::to_string(pw) + " patches");
-  const int64_t F = x.dim(0), C = x.dim(1), h = x.dim(2) / ph, w = x.dim(3) / pw;
-  need_shape(tokens, Shape{F * h * w, C * ph * pw}, op, "tokens");
-  k::PatchifyParams p;
-  p.x = x.data;
-  p.xt = x.dtype;
-  p.tokens = tokens.data;
-  p.tt = tokens.dtype;
-  p.F = F;
-  p.C = C;
-  p.H = x.dim(2);
-  p.W = x.dim(3);
-  p.ph = ph;
-  p.pw = pw;
-  p.inverse = false;
-  check(k::launch_patchify(p, stream_), op, "kernel");
-}
+namespace {
 
-void CudaBackend::unpatchify(Tensor tokens, int ph, int pw, Tensor x) {
-  const char* op = "unpatchify";
-  enter(op);
+// Checked parameters of patchify (x -> tokens) and its inverse; tokens are [F*h*w, C*ph*pw] (any
+// leading shape with those rows and columns).
+k::PatchifyParams patch_params(Tensor x, Tensor tokens, int ph, int pw, bool inverse, const char* op) {
   need_float(x, op, "x");
   need_float(tokens, op, "tokens");
   need(x.ndim() == 4, op, "x must be [F, C, H, W], got " + x.shape.str());
@@ -1052,8 +1029,22 @@ void CudaBackend::unpatchify(Tensor tokens, int ph, int pw, Tensor x) {
   p.W = x.dim(3);
   p.ph = ph;
   p.pw = pw;
-  p.inverse = true;
-  check(k::launch_patchify(p, stream_), op, "kernel");
+  p.inverse = inverse;
+  return p;
+}
+
+}  // namespace
+
+void CudaBackend::patchify(Tensor x, int ph, int pw, Tensor tokens) {
+  const char* op = "patchify";
+  enter(op);
+  check(k::launch_patchify(patch_params(x, tokens, ph, pw, false, op), stream_), op, "kernel");
+}
+
+void CudaBackend::unpatchify(Tensor tokens, int ph, int pw, Tensor x) {
+  const char* op = "unpatchify";
+  enter(op);
+  check(k::launch_patchify(patch_params(x, tokens, ph, pw, true, op), stream_), op, "kernel");
 }
 
 void CudaBackend::conv2d(Tensor x, Tensor w, Tensor b, Tensor y, int stride, int pad, Activation act) {
