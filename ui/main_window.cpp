@@ -753,9 +753,6 @@ void MainWindow::update_actions() {
   act_stop_->setEnabled(gen || ctl_->paused());
   act_export_->setEnabled(ctl_->frameCount() > 0 || !ctl_->path().empty());
   act_save_->setEnabled(!ctl_->tree().empty() || !project_path_.isEmpty());
-  const QSignalBlocker b(act_keep_going_);
-  act_keep_going_->setChecked(ctl_->keepGoing());
-  emit act_keep_going_->changed();
 }
 
 void MainWindow::update_title() {

@@ -96,6 +96,28 @@ class TestMainWindow : public QObject {
     QVERIFY(w_->stats()->uploadPath().contains("host upload"));
   }
 
+  void keyboardShortcutsLeaveTypingAlone() {
+    auto* editor = w_->promptEditor();
+    editor->setFocus();
+    editor->setPlainText("a red");
+    editor->moveCursor(QTextCursor::End);
+    const bool playing = w_->preview()->playing();
+    QTest::keyClick(editor, Qt::Key_Space);
+    QTest::keyClicks(editor, "ball");
+    QCOMPARE(editor->toPlainText(), QString("a red ball"));
+    QCOMPARE(w_->preview()->playing(), playing);
+    // Ctrl+K toggles keep going from anywhere; the button follows.
+    auto* keep = w_->findChild<QPushButton*>("keepGoingButton");
+    QTest::keyClick(w_, Qt::Key_K, Qt::ControlModifier);
+    QVERIFY(ctl().keepGoing());
+    QVERIFY(keep->isChecked());
+    QTest::keyClick(w_, Qt::Key_Escape);
+    QVERIFY(!ctl().keepGoing());
+    QVERIFY(!keep->isChecked());
+    QVERIFY(wait_idle(ctl()));
+    w_->newProject();
+  }
+
   void unknownWordsAreFlagged() {
     w_->promptEditor()->setPlainText("a purple dragon flying over the sea");
     QCOMPARE(w_->promptEditor()->unknownWords(), QStringList{"dragon"});
