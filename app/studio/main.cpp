@@ -1,7 +1,6 @@
 // videomla-studio: the desktop studio.  Usage: videomla-studio [project.vmlaproj | model.safetensors]
 #include <QApplication>
 #include <QCommandLineParser>
-#include <QSurfaceFormat>
 
 #include "ui/main_window.h"
 #include "ui/theme.h"
