@@ -48,6 +48,8 @@ class Snapshot {
   }
 };
 
+size_t snapshot_bytes(const Snapshot& s) { return s.bytes(); }
+
 struct Session::Impl {
   std::shared_ptr<Model> model;
   Backend& be;
@@ -350,6 +352,7 @@ void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
       fb.width = cfg.width;
       fb.height = cfg.height;
       fb.rgb = im.host_rgb.data();
+      if (be.device() == Device::CUDA) fb.device_rgb = im.rgb8.t.data;
       cb.on_frames(fb);
     }
   }

@@ -40,6 +40,9 @@ struct FrameBatch {
   int count = 0;
   int width = 0, height = 0;
   const uint8_t* rgb = nullptr;  // [count, height, width, 3]
+  // The same bytes in the backend's device memory (CUDA), for zero-copy consumers such as the
+  // CUDA-OpenGL interop preview; null on the CPU backend.
+  const void* device_rgb = nullptr;
 };
 
 struct Progress {
@@ -82,6 +85,8 @@ struct ChunkRecord {
 };
 
 class Snapshot;  // opaque: cache, decoder state, recent latents and prompt state at a chunk boundary
+// Device memory a snapshot holds (cache buffers and decoder memory).
+size_t snapshot_bytes(const Snapshot& s);
 
 class Session {
  public:

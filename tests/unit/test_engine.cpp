@@ -199,6 +199,8 @@ TEST(Session, SnapshotRewindReproducesAndRerolls) {
   auto lat5 = run_chunks(s, {kBall});
   EXPECT_EQ(0, std::memcmp(lat4[0].data(), lat5[0].data(), lat4[0].size() * 4));
   EXPECT_GT(s.metrics().snapshot_bytes, 0u);
+  EXPECT_GT(snapshot_bytes(*tip), 0u);
+  EXPECT_LE(snapshot_bytes(*tip), s.metrics().snapshot_bytes);
 }
 
 TEST(Session, CancelLeavesTheBoundaryUntouched) {
