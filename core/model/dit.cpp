@@ -156,6 +156,23 @@ void scatter(Backend& be, Tensor fresh, const std::vector<int>& slots, int64_t t
     if (slots[f] >= 0) be.copy_rows(fresh, int64_t(f) * tpf, cache, int64_t(slots[f]) * tpf, tpf);
 }
 
+// Reads a layer's attention context (the cached frames in order, then the fresh rows) into
+// a_all/b_all, then writes the fresh rows into their slots: reading first lets a cache pass overwrite
+// slots it also attends to. A write-only pass reads nothing and returns false.
+bool exchange_cache(Backend& be, const CacheView& cv, int layer, int64_t tpf, Tensor a_new, Tensor b_new,
+                    bool write_only, Arena& arena, Tensor* a_all, Tensor* b_all) {
+  if (!write_only) {
+    const int64_t Tk = int64_t(cv.read_slots.size()) * tpf + a_new.rows();
+    *a_all = arena.tensor(Shape{Tk, a_new.cols()}, a_new.dtype);
+    *b_all = arena.tensor(Shape{Tk, b_new.cols()}, b_new.dtype);
+    gather(be, cv.a[size_t(layer)], cv.read_slots, tpf, a_new, *a_all);
+    gather(be, cv.b[size_t(layer)], cv.read_slots, tpf, b_new, *b_all);
+  }
+  scatter(be, a_new, cv.write_slots, tpf, cv.a[size_t(layer)]);
+  scatter(be, b_new, cv.write_slots, tpf, cv.b[size_t(layer)]);
+  return !write_only;
+}
+
 }  // namespace
 
 void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn, Tensor out, const PassArgs& args,
@@ -177,17 +194,8 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
     apply(be, blk.kv_down, xn, tmp_kv);
     be.rms_norm(tmp_kv, blk.kv_norm.t, ckv, cfg_.eps);
     apply(be, blk.k_rope, xn, kr);
-    if (write_only) {
-      scatter(be, ckv, cv.write_slots, tpf, cv.a[size_t(layer)]);
-      scatter(be, kr, cv.write_slots, tpf, cv.b[size_t(layer)]);
-      return;
-    }
-    Tensor ckv_all = arena.tensor(Shape{Tk, dc}, act);
-    Tensor kr_all = arena.tensor(Shape{Tk, rope}, act);
-    gather(be, cv.a[size_t(layer)], cv.read_slots, tpf, ckv, ckv_all);
-    gather(be, cv.b[size_t(layer)], cv.read_slots, tpf, kr, kr_all);
-    scatter(be, ckv, cv.write_slots, tpf, cv.a[size_t(layer)]);
-    scatter(be, kr, cv.write_slots, tpf, cv.b[size_t(layer)]);
+    Tensor ckv_all, kr_all;
+    if (!exchange_cache(be, cv, layer, tpf, ckv, kr, write_only, arena, &ckv_all, &kr_all)) return;
     be.rope(kr_all, 1, rope, 0, mla_rope_, pos_all);
 
     Tensor cq_tmp = arena.tensor(Shape{T, dq}, act);
@@ -249,17 +257,8 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
   if (cfg_.qk_norm) be.rms_norm(k_tmp, blk.norm_k.t, k_new, cfg_.eps);
   else be.copy(k_tmp, k_new);
   apply(be, blk.v, xn, v_new);
-  if (write_only) {
-    scatter(be, k_new, cv.write_slots, tpf, cv.a[size_t(layer)]);
-    scatter(be, v_new, cv.write_slots, tpf, cv.b[size_t(layer)]);
-    return;
-  }
-  Tensor k_all = arena.tensor(Shape{Tk, D}, act);
-  Tensor v_all = arena.tensor(Shape{Tk, D}, act);
-  gather(be, cv.a[size_t(layer)], cv.read_slots, tpf, k_new, k_all);
-  gather(be, cv.b[size_t(layer)], cv.read_slots, tpf, v_new, v_all);
-  scatter(be, k_new, cv.write_slots, tpf, cv.a[size_t(layer)]);
-  scatter(be, v_new, cv.write_slots, tpf, cv.b[size_t(layer)]);
+  Tensor k_all, v_all;
+  if (!exchange_cache(be, cv, layer, tpf, k_new, v_new, write_only, arena, &k_all, &v_all)) return;
   be.rope(k_all, H, hd, 0, dense_rope_, pos_all);
   Tensor q_tmp = arena.tensor(Shape{T, D}, act);
   Tensor q = arena.tensor(Shape{T, D}, act);
