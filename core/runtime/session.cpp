@@ -118,6 +118,18 @@ struct Session::Impl {
     has_prompt = true;
   }
 
+  // One DiT pass over latent frames x, all at model time t; v_out empty for a cache-only pass.
+  void pass(Tensor x, double t, const CacheView& view, Tensor v_out = Tensor{}) {
+    PassArgs a;
+    a.x = x;
+    a.t.assign(size_t(x.dim(0)), t);
+    a.context = ctx.get();
+    a.cache = &view;
+    a.absorbed = absorbed;
+    a.v_out = v_out;
+    model->dit().forward(be, a, arena);
+  }
+
   void upload_noise(uint64_t seed, int chunk, uint32_t step, Tensor dst) {
     std::vector<float> n = chunk_noise(seed, uint64_t(chunk), step, dst.numel());
     be.upload(n.data(), DType::F32, dst);
@@ -263,13 +275,7 @@ void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
       Tensor xw = im.arena.tensor(Shape{W, cfg.in_channels, cfg.latent_h(), cfg.latent_w()}, DType::F32);
       be.upload(host.data(), DType::F32, xw);
       CacheView view = im.cache.view(im.cache.sink_slots(), wslots);
-      PassArgs a;
-      a.x = xw;
-      a.t.assign(size_t(W), cfg.context_t);
-      a.context = im.ctx.get();
-      a.cache = &view;
-      a.absorbed = im.absorbed;
-      model_->dit().forward(be, a, im.arena);
+      im.pass(xw, cfg.context_t, view);
       im.arena.release(mk);
       pass_done(t0);
     }
@@ -280,14 +286,7 @@ void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
     for (size_t i = 0; i < sigmas.size(); ++i) {
       if (cancelled()) throw Cancelled("generation cancelled in chunk " + std::to_string(chunk));
       const auto t0 = clock::now();
-      PassArgs a;
-      a.x = im.x.t;
-      a.t.assign(size_t(F), 1000.0 * sigmas[i]);
-      a.context = im.ctx.get();
-      a.cache = &read_view;
-      a.absorbed = im.absorbed;
-      a.v_out = im.v.t;
-      model_->dit().forward(be, a, im.arena);
+      im.pass(im.x.t, 1000.0 * sigmas[i], read_view, im.v.t);
       if (cb.on_velocity) cb.on_velocity(chunk, int(i), im.v.t);
       const double s = sigmas[i];
       const double s_next = i + 1 < sigmas.size() ? sigmas[i + 1] : 0.0;
@@ -310,13 +309,7 @@ void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
       CacheState after;
       std::vector<int> slots = im.cache.plan_append(F, &after);
       CacheView view = im.cache.view(im.cache.read_slots(), slots);
-      PassArgs a;
-      a.x = im.x0.t;
-      a.t.assign(size_t(F), cfg.context_t);
-      a.context = im.ctx.get();
-      a.cache = &view;
-      a.absorbed = im.absorbed;
-      model_->dit().forward(be, a, im.arena);
+      im.pass(im.x0.t, cfg.context_t, view);
       im.cache.set_state(after);
       for (int f = 0; f < F; ++f)
         if (slots[size_t(f)] >= 0) im.slot_frame[size_t(slots[size_t(f)])] = int64_t(chunk) * F + f;
