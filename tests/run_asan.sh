@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds the model-file tests (safetensors reader/writer, name map) with AddressSanitizer and UBSan
-# in build-asan/ and runs them; any test failure or sanitizer report exits non-zero.
+# Builds the model-file tests (safetensors reader/writer, name map) and the engine tests (sessions,
+# snapshots, fixture parity) with AddressSanitizer and UBSan in build-asan/ and runs them; any test
+# failure or sanitizer report exits non-zero.
 #   tests/run_asan.sh            (from anywhere; JOBS=N to change build parallelism, default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_DIR=${BUILD_DIR:-build-asan}
 JOBS=${JOBS:-2}
-TESTS=(test_safetensors test_name_map)
+TESTS=(test_safetensors test_name_map test_engine test_fixture_parity)
 
 generator=()
 if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
