@@ -799,17 +799,29 @@ class CpuBackend final : public Backend {
   }
 
   // ---- video layout --------------------------------------------------------------------------
-  void patchify(Tensor x, int ph, int pw, Tensor tokens) override {
-    const char* op = "patchify";
+  struct PatchDims {
+    int64_t F, C, H, W, h, w, P;
+  };
+  // The checked sizes shared by patchify and unpatchify (x [F, C, H, W], tokens [F*h*w, C*ph*pw]).
+  static PatchDims patch_dims(const char* op, Tensor x, Tensor tokens, int ph, int pw, const char* token_layout) {
     need_float(op, "x", x);
     need_float(op, "tokens", tokens);
     const std::string shapes = desc("x", x) + ", " + desc("tokens", tokens) + " (patch " + std::to_string(ph) + "x" + std::to_string(pw) + ")";
     if (ph < 1 || pw < 1) fail(op, shapes + ": patch sizes must be positive");
     if (x.ndim() != 4) fail(op, shapes + ": x must be [F, C, H, W]");
-    const int64_t F = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
-    if (H % ph || W % pw) fail(op, shapes + ": H and W must be multiples of the patch");
-    const int64_t h = H / ph, w = W / pw, P = int64_t(ph) * pw;
-    if (tokens.rows() != F * h * w || tokens.cols() != C * P) fail(op, shapes + ": tokens must be [F*h*w, C*ph*pw]");
+    PatchDims d{x.dim(0), x.dim(1), x.dim(2), x.dim(3), 0, 0, int64_t(ph) * pw};
+    if (d.H % ph || d.W % pw) fail(op, shapes + ": H and W must be multiples of the patch");
+    d.h = d.H / ph;
+    d.w = d.W / pw;
+    if (tokens.rows() != d.F * d.h * d.w || tokens.cols() != d.C * d.P)
+      fail(op, shapes + ": tokens must be " + token_layout);
+    return d;
+  }
+
+  void patchify(Tensor x, int ph, int pw, Tensor tokens) override {
+    const char* op = "patchify";
+    const PatchDims d = patch_dims(op, x, tokens, ph, pw, "[F*h*w, C*ph*pw]");
+    const int64_t F = d.F, C = d.C, H = d.H, W = d.W, h = d.h, w = d.w, P = d.P;
     no_overlap(op, "tokens", tokens, "x", x);
     In X(pool_, x);
     Out Tk(pool_, tokens, false);
@@ -832,15 +844,8 @@ class CpuBackend final : public Backend {
 
   void unpatchify(Tensor tokens, int ph, int pw, Tensor x) override {
     const char* op = "unpatchify";
-    need_float(op, "tokens", tokens);
-    need_float(op, "x", x);
-    const std::string shapes = desc("tokens", tokens) + ", " + desc("x", x) + " (patch " + std::to_string(ph) + "x" + std::to_string(pw) + ")";
-    if (ph < 1 || pw < 1) fail(op, shapes + ": patch sizes must be positive");
-    if (x.ndim() != 4) fail(op, shapes + ": x must be [F, C, H, W]");
-    const int64_t F = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
-    if (H % ph || W % pw) fail(op, shapes + ": H and W must be multiples of the patch");
-    const int64_t h = H / ph, w = W / pw, P = int64_t(ph) * pw;
-    if (tokens.rows() != F * h * w || tokens.cols() != C * P) fail(op, shapes + ": tokens must be [F*h*w, ph*pw*C]");
+    const PatchDims d = patch_dims(op, x, tokens, ph, pw, "[F*h*w, ph*pw*C]");
+    const int64_t F = d.F, C = d.C, H = d.H, W = d.W, h = d.h, w = d.w, P = d.P;
     no_overlap(op, "x", x, "tokens", tokens);
     In Tk(pool_, tokens);
     Out X(pool_, x, false);
