@@ -72,10 +72,11 @@ class MicroTraining(unittest.TestCase):
             with redirect_stdout(io.StringIO()):
                 evrun.main(["--ckpt-dir", d, "--models", ",".join(paths), "--out", report, "--probe-steps", "2",
                             "--probe-batch", "2", "--n-videos", "2", "--chunks", "3", "--long-chunks", "3",
-                            "--size", "32", "--device", "cpu"])
+                            "--size", "32", "--device", "cpu", "--shipped", "vmla-tiny,vmla-tiny-mha"])
             with open(report) as f:
                 text = f.read()
-            for section in ("Prompt adherence", "Temporal consistency", "prompt switch", "99%-energy rank"):
+            for section in ("Prompt adherence", "Temporal consistency", "prompt switch", "99%-energy rank",
+                            "Targets of the shipped model"):
                 self.assertIn(section, text)
 
     def test_spectral_conversion_of_dense_attention(self):
