@@ -1,17 +1,10 @@
 #include "ui/frame_uploader.h"
 
+#include <QOpenGLContext>
 #include <QOpenGLFunctions>
 
 #ifdef VMLA_WITH_CUDA
-#include <cuda_gl_interop.h>
-#include <cuda_runtime.h>
-#endif
-
-#ifndef GL_PIXEL_UNPACK_BUFFER
-#define GL_PIXEL_UNPACK_BUFFER 0x88EC
-#endif
-#ifndef GL_STREAM_DRAW
-#define GL_STREAM_DRAW 0x88E0
+#include "ui/gl_interop.h"
 #endif
 
 namespace vmla::ui {
@@ -30,57 +23,37 @@ class HostUploader final : public FrameUploader {
 };
 
 #ifdef VMLA_WITH_CUDA
+// The GL and CUDA work lives in ui/gl_interop (no Qt), which the GPU machines test headless.
 class CudaInteropUploader final : public FrameUploader {
  public:
-  QString name() const override { return QStringLiteral("CUDA-OpenGL interop (registered pixel buffer)"); }
-  bool interop() const override { return true; }
+  explicit CudaInteropUploader(const GlFunctions& gl) : interop_(gl) {}
+
+  QString name() const override {
+    if (interop_.fell_back())
+      return QStringLiteral("host upload (glTexSubImage2D) after CUDA-OpenGL interop failed: %1")
+          .arg(QString::fromStdString(interop_.fallback_reason()));
+    return QStringLiteral("CUDA-OpenGL interop (registered pixel buffer)");
+  }
+  bool interop() const override { return !interop_.fell_back(); }
 
   void upload(QOpenGLFunctions* gl, unsigned texture, int width, int height, const uint8_t* rgb) override {
-    const size_t bytes = size_t(width) * height * 3;
-    if (bytes != bytes_) resize(gl, bytes);
-    if (!resource_) {  // registration refused: plain upload
-      gl->glBindTexture(GL_TEXTURE_2D, texture);
-      gl->glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
-      gl->glTexSubImage2D(GL_TEXTURE_2D, 0, 0, 0, width, height, GL_RGB, GL_UNSIGNED_BYTE, rgb);
-      return;
+    (void)gl;
+    if (!interop_.upload(texture, width, height, rgb) && interop_.error() != last_error_) {
+      last_error_ = interop_.error();
+      qWarning("preview upload failed: %s", last_error_.c_str());
     }
-    void* dst = nullptr;
-    size_t mapped = 0;
-    if (cudaGraphicsMapResources(1, &resource_, nullptr) != cudaSuccess) return;
-    if (cudaGraphicsResourceGetMappedPointer(&dst, &mapped, resource_) == cudaSuccess && mapped >= bytes)
-      cudaMemcpy(dst, rgb, bytes, cudaMemcpyDefault);  // host or device source
-    cudaGraphicsUnmapResources(1, &resource_, nullptr);
-    gl->glBindBuffer(GL_PIXEL_UNPACK_BUFFER, pbo_);
-    gl->glBindTexture(GL_TEXTURE_2D, texture);
-    gl->glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
-    gl->glTexSubImage2D(GL_TEXTURE_2D, 0, 0, 0, width, height, GL_RGB, GL_UNSIGNED_BYTE, nullptr);
-    gl->glBindBuffer(GL_PIXEL_UNPACK_BUFFER, 0);
   }
 
   void release(QOpenGLFunctions* gl) override {
-    if (resource_) cudaGraphicsUnregisterResource(resource_);
-    if (pbo_) gl->glDeleteBuffers(1, &pbo_);
-    resource_ = nullptr;
-    pbo_ = 0;
-    bytes_ = 0;
+    (void)gl;
+    interop_.release();
   }
 
  private:
-  void resize(QOpenGLFunctions* gl, size_t bytes) {
-    release(gl);
-    gl->glGenBuffers(1, &pbo_);
-    gl->glBindBuffer(GL_PIXEL_UNPACK_BUFFER, pbo_);
-    gl->glBufferData(GL_PIXEL_UNPACK_BUFFER, GLsizeiptr(bytes), nullptr, GL_STREAM_DRAW);
-    gl->glBindBuffer(GL_PIXEL_UNPACK_BUFFER, 0);
-    if (cudaGraphicsGLRegisterBuffer(&resource_, pbo_, cudaGraphicsRegisterFlagsWriteDiscard) != cudaSuccess)
-      resource_ = nullptr;
-    bytes_ = bytes;
-  }
-
-  GLuint pbo_ = 0;
-  cudaGraphicsResource_t resource_ = nullptr;
-  size_t bytes_ = 0;
+  GlInteropUpload interop_;
+  std::string last_error_;
 };
+
 #endif
 
 }  // namespace
@@ -90,15 +63,24 @@ std::unique_ptr<FrameUploader> make_host_uploader() { return std::make_unique<Ho
 std::unique_ptr<FrameUploader> make_cuda_interop_uploader(QOpenGLFunctions* gl, QString* why) {
 #ifdef VMLA_WITH_CUDA
   (void)gl;
-  unsigned count = 0;
-  int devices[4] = {};
-  const cudaError_t e = cudaGLGetDevices(&count, devices, 4, cudaGLDeviceListAll);
-  if (e != cudaSuccess || count == 0) {
-    if (why) *why = QStringLiteral("the OpenGL context is not on a CUDA device (%1)").arg(cudaGetErrorString(e));
-    cudaGetLastError();
+  QOpenGLContext* context = QOpenGLContext::currentContext();
+  if (!context) {
+    if (why) *why = QStringLiteral("no current OpenGL context");
     return nullptr;
   }
-  return std::make_unique<CudaInteropUploader>();
+  GlFunctions functions;
+  const std::string missing =
+      functions.load([context](const char* name) { return reinterpret_cast<void*>(context->getProcAddress(name)); });
+  if (!missing.empty()) {
+    if (why) *why = QStringLiteral("the OpenGL context does not provide %1").arg(QString::fromStdString(missing));
+    return nullptr;
+  }
+  std::string reason;
+  if (!gl_interop_available(functions, &reason)) {
+    if (why) *why = QString::fromStdString(reason);
+    return nullptr;
+  }
+  return std::make_unique<CudaInteropUploader>(functions);
 #else
   (void)gl;
   if (why) *why = QStringLiteral("this build has no CUDA");
