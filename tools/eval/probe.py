@@ -1,6 +1,7 @@
 """Probe network: reads a chunk of video frames and predicts the scene attributes of world.LABELS.
 Trained on world renders (ground truth); its accuracy on generated videos measures prompt adherence,
 its embedding gives a Frechet distance between generated and real chunks."""
+import math
 import os
 import random
 import time
@@ -32,34 +33,50 @@ def label_tensor(scenes, f0, n, device):
 
 
 class Probe(nn.Module):
-    def __init__(self, size=64, width=48, emb=256):
+    """Per-frame conv net at full resolution (frame + frame difference), pooled per frame into a coarse
+    2x2 layout (where: sky/ground, zoom direction) plus a global max (what: small subjects anywhere in the
+    frame), then over time (mean, max, last-first, mean absolute change)."""
+
+    def __init__(self, size=128, width=32, emb=256):
         super().__init__()
         self.size = size
         w = width
         layers, c = [], 6
-        for co in (w, 2 * w, 4 * w, 4 * w):
-            layers += [nn.Conv2d(c, co, 3, stride=2, padding=1), nn.GroupNorm(8, co), nn.SiLU()]
+        for co, stride in ((w, 2), (2 * w, 2), (4 * w, 2), (4 * w, 1), (8 * w, 2)):
+            layers += [nn.Conv2d(c, co, 3, stride=stride, padding=1), nn.GroupNorm(8, co), nn.SiLU()]
             c = co
         self.frames = nn.Sequential(*layers)
-        self.proj = nn.Linear(c * (size // 16) ** 2, emb)
-        self.mix = nn.Sequential(nn.Linear(3 * emb, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.proj = nn.Sequential(nn.Linear(5 * c, emb), nn.SiLU())
+        self.mix = nn.Sequential(nn.Linear(4 * emb, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.heads = nn.ModuleDict({a: nn.Linear(emb, len(LABELS[a])) for a in ATTRS})
 
     def forward(self, clip):
         """clip [B, T, 3, H, W] in [0, 1] -> (logits per attribute, embedding [B, emb])."""
         B, T = clip.shape[:2]
-        x = F.adaptive_avg_pool2d(clip.flatten(0, 1), self.size).view(B, T, 3, self.size, self.size)
+        x = clip.flatten(0, 1)
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        x = x.view(B, T, 3, self.size, self.size)
         d = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], 1)
-        f = self.frames(torch.cat([x, d * 4.0], 2).flatten(0, 1) * 2 - 1)
-        f = self.proj(f.flatten(1)).view(B, T, -1)
-        feat = torch.cat([f.mean(1), f[:, -1] - f[:, 0], (f[:, 1:] - f[:, :-1]).abs().mean(1)], -1)
+        m = self.frames(torch.cat([x, d * 4.0], 2).flatten(0, 1) * 2 - 1)
+        pooled = torch.cat([F.adaptive_avg_pool2d(m, 2).flatten(1), m.amax((2, 3))], 1)
+        f = self.proj(pooled).view(B, T, -1)
+        feat = torch.cat([f.mean(1), f.amax(1), f[:, -1] - f[:, 0], (f[:, 1:] - f[:, :-1]).abs().mean(1)], -1)
         e = self.mix(feat)
         return {a: h(e) for a, h in self.heads.items()}, e
 
 
+def lr_at(step, steps, peak=1e-3, warmup=100, floor=0.03):
+    """Linear warm-up, then cosine decay to floor*peak at `steps`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
 def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12, max_start_chunk=4, log=print):
-    """Trains (or resumes) the probe; returns it. Checkpoint at `path`."""
-    probe = Probe(size=min(64, world.size)).to(device)
+    """Trains (or resumes) the probe; returns (probe.eval(), finished). Checkpoint at `path`."""
+    probe = Probe(size=min(128, world.size)).to(device)
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-4)
     step = 0
     if os.path.exists(path):
@@ -74,8 +91,11 @@ def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12,
         labels = label_tensor(scenes, f0, chunk_frames, device)
         logits, _ = probe(video)
         loss = sum(F.cross_entropy(logits[a], labels[a]) for a in ATTRS)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, warmup=min(100, steps // 10))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(probe.parameters(), 2.0)
         opt.step()
         step += 1
         if step % 100 == 0 or step == 1:
