@@ -131,11 +131,47 @@ def write_all(out_dir):
     return written
 
 
+SHIPPED_MODEL = os.path.join(ROOT, "resources", "models", "vmla-tiny.safetensors")
+SHIPPED_FRAMES = [0, 5, 11]  # frames of the last chunk kept (float16) to keep the fixture small
+
+
+def write_shipped(out_dir, model_path=SHIPPED_MODEL):
+    """The same 3-chunk rollout with the shipped default model (its bf16 weights widened to float32,
+    computed in float64). To stay small, only frames SHIPPED_FRAMES of the last chunk (float16) and
+    the caches of the first and last layer after the last chunk are stored; the model file's SHA-256
+    is recorded so that a new model without new fixtures fails loudly."""
+    import hashlib
+    os.makedirs(out_dir, exist_ok=True)
+    with open(model_path, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    model, vocab, _ = vinit.load(model_path)
+    model = model.float()
+    tensors, meta = rollout(model, vocab, "absorbed", with_frames=True)
+    last = f"chunk{len(SCHEDULE) - 1}."
+    for c in range(len(SCHEDULE) - 1):
+        tensors.pop(f"chunk{c}.frames")
+    tensors[last + "frames"] = tensors[last + "frames"][SHIPPED_FRAMES].astype(np.float16)
+    tensors[last + "frame_index"] = np.asarray(SHIPPED_FRAMES, dtype=np.int32)
+    # caches: the first and the last layer after the last chunk
+    L = model.cfg["layers"]
+    keep = tuple(f"{last}cache.l{n}." for n in (0, L - 1))
+    for k in [k for k in tensors if ".cache.l" in k or k.startswith("recache.")]:
+        if not k.startswith(keep):
+            tensors.pop(k)
+    meta.update(model=os.path.basename(model_path), model_sha256=sha,
+                frames=f"raw decoder output of frames {SHIPPED_FRAMES} of the last chunk, float16")
+    path = os.path.join(out_dir, "shipped_mla_rollout.safetensors")
+    st.save(path, tensors, meta)
+    return [path]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures"))
+    ap.add_argument("--shipped", action="store_true",
+                    help="only the rollout of the shipped default model (after a new model is exported)")
     a = ap.parse_args()
-    for p in write_all(a.out):
+    for p in (write_shipped(a.out) if a.shipped else write_all(a.out)):
         print(f"{os.path.getsize(p):9d}  {p}")
 
 
