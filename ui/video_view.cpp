@@ -25,6 +25,7 @@ class VideoRenderer : protected QOpenGLFunctions {
   VideoView::UploadPreference preference = VideoView::UploadPreference::Auto;
   QString upload_path, upload_note;
   std::function<void(const QString&)> on_upload_path;
+  std::function<std::unique_ptr<FrameUploader>()> make_uploader;  // replaces the choice (tests)
 
   bool initialized() const { return program_ != nullptr; }
 
@@ -71,7 +72,8 @@ class VideoRenderer : protected QOpenGLFunctions {
     if (uploader_) uploader_->release(this);
     uploader_.reset();
     upload_note.clear();
-    if (preference != VideoView::UploadPreference::Host) {
+    if (make_uploader) uploader_ = make_uploader();
+    if (!uploader_ && preference != VideoView::UploadPreference::Host) {
       QString why;
       uploader_ = make_cuda_interop_uploader(this, &why);
       if (!uploader_) upload_note = why;
@@ -115,6 +117,11 @@ class VideoRenderer : protected QOpenGLFunctions {
     if (dirty) {
       uploader_->upload(this, texture_, width, height, reinterpret_cast<const uint8_t*>(frame.constData()));
       dirty = false;
+      // An uploader may change its path while it runs (interop falling back to host upload for good).
+      if (QString now = uploader_->name(); now != upload_path) {
+        upload_path = std::move(now);
+        if (on_upload_path) on_upload_path(upload_path);
+      }
     }
     const QRect r = video_rect(W, H);
     const bool exact = r.width() % width == 0 && r.height() % height == 0;
@@ -286,6 +293,15 @@ void VideoView::setPlaceholder(const QString& text) {
 void VideoView::setUploadPreference(UploadPreference p) {
   if (p == renderer_->preference) return;
   renderer_->preference = p;
+  rechoose_uploader();
+}
+
+void VideoView::setUploaderFactory(std::function<std::unique_ptr<FrameUploader>()> factory) {
+  renderer_->make_uploader = std::move(factory);
+  rechoose_uploader();
+}
+
+void VideoView::rechoose_uploader() {
   if (!renderer_->initialized()) return;  // takes effect when GL starts
   if (window_) {
     window_->makeCurrent();

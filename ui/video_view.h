@@ -11,10 +11,12 @@
 #include <QByteArray>
 #include <QImage>
 #include <QWidget>
+#include <functional>
 #include <memory>
 
 namespace vmla::ui {
 
+class FrameUploader;
 class VideoRenderer;
 
 class VideoView : public QWidget {
@@ -34,6 +36,11 @@ class VideoView : public QWidget {
   void setPlaceholder(const QString& text);
   // Auto: CUDA-OpenGL interop when this build has CUDA and the GL context is on a CUDA device.
   void setUploadPreference(UploadPreference p);
+  // Makes the uploader with `factory` instead of choosing one by preference (an empty function
+  // restores the choice). A seam for tests: a fake uploader needs no CUDA.
+  void setUploaderFactory(std::function<std::unique_ptr<FrameUploader>()> factory);
+  // The uploader's name(), re-read after every upload: uploadPathChanged() also fires when the
+  // uploader switches path by itself (CUDA-OpenGL interop failing and falling back to host upload).
   QString uploadPath() const;
   QString uploadNote() const;
 
@@ -45,6 +52,7 @@ class VideoView : public QWidget {
 
  private:
   void request_update();
+  void rechoose_uploader();
 
   Host host_;
   std::unique_ptr<VideoRenderer> renderer_;

@@ -26,6 +26,7 @@
 #include "ui/theme.h"
 #include "ui/timeline_widget.h"
 #include "ui/video_view.h"
+#include "fake_uploader.h"
 #include "ui_test_util.h"
 
 using namespace vmla::ui;
@@ -148,6 +149,21 @@ class TestMainWindow : public QObject {
     for (qint64 f : {qint64(0), qint64(per / 2), qint64(per + 3), qint64(2 * per - 1)})
       verify_preview_shows(f, engine[size_t(f / per)].data() + size_t(f % per) * frame_bytes);
     QCOMPARE(timeline()->cells().size(), size_t(2));
+  }
+
+  void statsDockFollowsAnUploadFallback() {
+    // The interop uploader can fall back to host upload for good while running; the dock must say so.
+    auto failed = std::make_shared<bool>(false);
+    VideoView* view = w_->preview()->surface();
+    view->setUploaderFactory([failed] { return std::make_unique<test::FallingBackUploader>(failed); });
+    QTRY_COMPARE(w_->stats()->uploadPath(), QString("CUDA-OpenGL interop (fake)"));
+    *failed = true;
+    w_->preview()->pausePlayback();
+    w_->preview()->seek(1);
+    w_->preview()->seek(2);
+    QTRY_VERIFY(w_->stats()->uploadPath().contains("after CUDA-OpenGL interop failed: fake error"));
+    view->setUploaderFactory({});
+    QTRY_COMPARE(w_->stats()->uploadPath(), QString("host upload (glTexSubImage2D)"));
   }
 
   void rewindToChunkOneAndExtend() {

@@ -2,9 +2,11 @@
 // both hosts (QOpenGLWindow in a container, QOpenGLWidget), through the host upload path and, where
 // CUDA and a CUDA-capable GL context exist, the interop path.
 #include <QScreen>
+#include <QSignalSpy>
 #include <QTest>
 #include <random>
 
+#include "fake_uploader.h"
 #include "ui/video_view.h"
 
 using namespace vmla::ui;
@@ -98,6 +100,37 @@ class TestPreviewGl : public QObject {
       QTRY_VERIFY(!gl.uploadPath().isEmpty());
       const QImage img = gl.grabFramebuffer();
       QCOMPARE(img.size(), QSize(300, 200) * gl.devicePixelRatio());
+    }
+  }
+
+  void uploadPathFollowsAFallbackAtRunTime() {
+    for (auto host : {VideoView::Host::Window, VideoView::Host::Widget}) {
+      auto failed = std::make_shared<bool>(false);
+      VideoView gl(nullptr, host);
+      gl.setUploaderFactory([failed] { return std::make_unique<test::FallingBackUploader>(failed); });
+      QSignalSpy changed(&gl, &VideoView::uploadPathChanged);
+      gl.resize(300, 300);
+      gl.show();
+      QVERIFY(QTest::qWaitForWindowExposed(&gl));
+      QTRY_COMPARE(gl.uploadPath(), QString("CUDA-OpenGL interop (fake)"));
+      const auto rgb = pattern(64, 64, 3);
+      gl.setFrame(rgb.data(), 64, 64);
+      QString why;
+      QVERIFY2(shows_exactly(gl, rgb, 64, 64, &why), qPrintable(why));
+      const qsizetype before = changed.count();
+      QCOMPARE(gl.uploadPath(), QString("CUDA-OpenGL interop (fake)"));  // no change without a fallback
+
+      *failed = true;  // the next upload falls back for good
+      const auto rgb2 = pattern(64, 64, 4);
+      gl.setFrame(rgb2.data(), 64, 64);
+      QTRY_VERIFY(gl.uploadPath().contains("after CUDA-OpenGL interop failed: fake error"));
+      QCOMPARE(changed.count(), before + 1);
+      QCOMPARE(changed.last().at(0).toString(), gl.uploadPath());
+      QVERIFY2(shows_exactly(gl, rgb2, 64, 64, &why), qPrintable(why));
+      QCOMPARE(changed.count(), before + 1);  // later uploads with the same name emit nothing
+
+      gl.setUploaderFactory({});  // back to choosing by preference
+      QTRY_VERIFY(!gl.uploadPath().contains("fake"));
     }
   }
 
