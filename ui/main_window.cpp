@@ -48,7 +48,7 @@ namespace vmla::ui {
 
 namespace {
 
-constexpr int kMaxRecent = 8;
+constexpr int kMaxRecent = 8;  // entries in File > Open recent and in the model list (docs/USER-GUIDE.md)
 constexpr const char* kProjectFilter = "VideoMLA projects (*.vmlaproj);;JSON (*.json);;All files (*)";
 
 QDockWidget* make_dock(const QString& title, const char* name, QWidget* content, QMainWindow* parent) {
@@ -346,6 +346,9 @@ void MainWindow::build_menus() {
   file->addAction(act_new_);
   file->addAction(act_open_);
   recent_menu_ = file->addMenu(tr("Open &recent"));
+  recent_menu_->setObjectName("recentMenu");
+  // Another studio window or process may have changed the list since.
+  connect(recent_menu_, &QMenu::aboutToShow, this, &MainWindow::rebuild_recent_menu);
   file->addAction(act_save_);
   file->addAction(act_save_as_);
   file->addSeparator();
@@ -598,15 +601,42 @@ void MainWindow::remember_recent(const char* key, const QString& path) {
   if (QString(key) == "recentModels") refresh_model_combo();
 }
 
+QStringList MainWindow::recentProjects() const { return QSettings().value("recentProjects").toStringList(); }
+
+void MainWindow::openRecent(const QString& path) {
+  if (!QFileInfo::exists(path)) {
+    QSettings s;
+    QStringList list = s.value("recentProjects").toStringList();
+    list.removeAll(path);
+    s.setValue("recentProjects", list);
+    rebuild_recent_menu();
+    show_error(this, tr("Project not found"),
+               tr("%1 no longer exists (moved, renamed or deleted). It was removed from the recent projects.")
+                   .arg(path));
+    return;
+  }
+  if (maybe_save()) openProject(path);
+}
+
 void MainWindow::rebuild_recent_menu() {
   if (!recent_menu_) return;
   recent_menu_->clear();
-  const QStringList list = QSettings().value("recentProjects").toStringList();
-  for (const QString& p : list) {
-    if (!QFileInfo::exists(p)) continue;
-    recent_menu_->addAction(QFileInfo(p).fileName() + "  —  " + QFileInfo(p).path(), this, [this, p] {
-      if (maybe_save()) openProject(p);
+  // Missing files stay listed: choosing one says what happened and drops it (a file on an unmounted
+  // drive should not vanish from the list silently). The actions run after the menu has closed: they
+  // rebuild this menu, which deletes the action being triggered.
+  for (const QString& p : recentProjects()) {
+    QAction* a = recent_menu_->addAction(QFileInfo(p).fileName() + "  —  " + QFileInfo(p).path(), this, [this, p] {
+      QTimer::singleShot(0, this, [this, p] { openRecent(p); });
     });
+    a->setData(p);
+    a->setToolTip(p);
+  }
+  if (!recent_menu_->isEmpty()) {
+    recent_menu_->addSeparator();
+    recent_menu_->addAction(tr("Clear the list"), this, [this] {
+      QSettings().remove("recentProjects");
+      QTimer::singleShot(0, this, &MainWindow::rebuild_recent_menu);
+    })->setObjectName("clearRecent");
   }
   recent_menu_->setEnabled(!recent_menu_->isEmpty());
 }

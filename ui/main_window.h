@@ -52,6 +52,10 @@ class MainWindow : public QMainWindow {
   // Actions, also reachable from menus and buttons.
   bool openProject(const QString& path);
   bool saveProject(const QString& path);
+  // File > Open recent: newest first, no duplicates, at most 8, kept in QSettings. Opening a recent
+  // project that no longer exists removes it from the list and says so.
+  QStringList recentProjects() const;
+  void openRecent(const QString& path);
   void loadModelFile(const QString& path);
   ExportDialog* openExportDialog();
   void changePromptFrom(int node, const QString& prompt, bool smooth);

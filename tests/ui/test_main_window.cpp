@@ -5,10 +5,13 @@
 #include <QComboBox>
 #include <QFile>
 #include <QLabel>
+#include <QMenu>
 #include <QMessageBox>
 #include <QMimeData>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QScopeGuard>
+#include <QSettings>
 #include <QSignalSpy>
 #include <QSpinBox>
 #include <QTemporaryDir>
@@ -344,6 +347,111 @@ class TestMainWindow : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(ctl().hasModel(), 30000);
     QVERIFY(wait_idle(ctl()));
     for (size_t i = 0; i < path.size(); ++i) QVERIFY(ctl().tree().node(path[i])->frames == frames[i]);
+  }
+
+  void recentProjectsNewestFirstCappedPersistedAndPruned() {
+    // A settings scope of its own, removed afterwards: nothing of the user's or the other tests'.
+    const QString org = QCoreApplication::organizationName();
+    QCoreApplication::setOrganizationName(QString("VideoMLA-test-recent-%1").arg(QCoreApplication::applicationPid()));
+    const auto restore = qScopeGuard([&] {
+      QSettings s;
+      const QString file = s.fileName();
+      s.clear();
+      s.sync();
+      QFile::remove(file);
+      QDir().rmdir(QFileInfo(file).path());
+      QCoreApplication::setOrganizationName(org);
+    });
+    QVERIFY(w_->recentProjects().isEmpty());
+    auto* menu = w_->findChild<QMenu*>("recentMenu");
+    QVERIFY(menu);
+    auto entries = [](QMenu* m) {
+      QStringList out;
+      for (QAction* a : m->actions())
+        if (!a->data().toString().isEmpty()) out << a->data().toString();
+      return out;
+    };
+    auto entry = [](QMenu* m, const QString& path) -> QAction* {
+      for (QAction* a : m->actions())
+        if (a->data().toString() == path) return a;
+      return nullptr;
+    };
+
+    // Ten saved projects, told apart by their prompts: the newest eight are listed, newest first.
+    const QStringList colours = {"red", "orange", "yellow", "green", "blue", "purple", "pink", "white", "black", "gray"};
+    QStringList files;
+    w_->newProject();
+    for (const QString& colour : colours) {
+      files << QFileInfo(dir_.filePath(colour + ".vmlaproj")).absoluteFilePath();
+      w_->promptEditor()->setPlainText("a " + colour + " ball bouncing on the beach");
+      QVERIFY(w_->saveProject(files.back()));
+    }
+    const int kMax = 8;  // as documented in docs/USER-GUIDE.md
+    QStringList want;
+    for (int i = 9; i >= 10 - kMax; --i) want << files[i];
+    QCOMPARE(w_->recentProjects(), want);
+    QCOMPARE(entries(menu), want);
+    QVERIFY(menu->isEnabled());
+
+    // Saving a listed project again moves it to the top without a duplicate.
+    w_->promptEditor()->setPlainText("a blue ball bouncing on the beach");
+    QVERIFY(w_->saveProject(files[4]));
+    want.removeAll(files[4]);
+    want.prepend(files[4]);
+    QCOMPARE(w_->recentProjects(), want);
+
+    // Opening one that had dropped off the list puts it back on top; the oldest goes.
+    QVERIFY(w_->openProject(files[1]));
+    QVERIFY(wait_idle(ctl()));
+    want.prepend(files[1]);
+    want.removeLast();
+    QCOMPARE(w_->recentProjects(), want);
+    QCOMPARE(w_->recentProjects().size(), kMax);
+
+    // A new window (the next start) lists the same projects.
+    {
+      MainWindow other;
+      other.setInteractive(false);
+      QCOMPARE(other.recentProjects(), want);
+      QCOMPARE(entries(other.findChild<QMenu*>("recentMenu")), want);
+    }
+
+    // Choosing an entry in the menu opens that project.
+    QAction* green = entry(menu, files[3]);
+    QVERIFY(green);
+    green->trigger();
+    QTRY_COMPARE(w_->projectPath(), files[3]);
+    QVERIFY(wait_idle(ctl()));
+    QCOMPARE(w_->promptEditor()->toPlainText(), QString("a green ball bouncing on the beach"));
+    QCOMPARE(w_->recentProjects().first(), files[3]);
+
+    // A project deleted since is still listed; choosing it says so and drops it, the open one stays.
+    QVERIFY(QFile::remove(files[7]));
+    QAction* white = entry(menu, files[7]);
+    QVERIFY(white);
+    white->trigger();
+    QMessageBox* box = nullptr;
+    QTRY_VERIFY([&] {
+      for (auto* b : w_->findChildren<QMessageBox*>("errorBox"))
+        if (b->isVisible() && b->informativeText().contains(files[7])) box = b;
+      return box != nullptr;
+    }());
+    QVERIFY(box->text().contains("not found"));
+    QVERIFY(box->informativeText().contains("removed from the recent projects"));
+    box->close();
+    QVERIFY(!w_->recentProjects().contains(files[7]));
+    QVERIFY(!entries(menu).contains(files[7]));
+    QCOMPARE(w_->recentProjects().size(), kMax - 1);
+    QCOMPARE(w_->projectPath(), files[3]);
+
+    // Clear the list.
+    QAction* clear = nullptr;
+    for (QAction* a : menu->actions())
+      if (a->objectName() == "clearRecent") clear = a;
+    QVERIFY(clear);
+    clear->trigger();
+    QVERIFY(w_->recentProjects().isEmpty());
+    QTRY_VERIFY(!menu->isEnabled());
   }
 
   void closingDuringGenerationShutsDownCleanly() {
