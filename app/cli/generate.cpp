@@ -97,6 +97,15 @@ int cmd_generate(const std::vector<std::string>& argv) {
   else if (auto p = a.get("prompt")) schedule.emplace_back(0, *p);
   else throw UsageError("a prompt is required (-p TEXT or --prompts FILE)");
 
+  const std::string out = a.get_or("output", "out.mp4");
+  const bool png = a.flag("png") || std::filesystem::path(out).extension() != ".mp4";
+#ifndef VMLA_WITH_FFMPEG
+  // Both outputs are encoded by FFmpeg's libraries: refuse before loading the model and generating.
+  throw OutputError(std::string("this build has no FFmpeg (configured with -DVMLA_WITH_FFMPEG=OFF), which encodes ") +
+                    "both MP4 video and PNG frames: cannot write " + (png ? "PNG frames into " : "the video ") + out +
+                    ". Rebuild with the FFmpeg development libraries (libavcodec, libavformat, libswscale).");
+#endif
+
   const std::string model_path = a.get("model") ? *a.get("model") : default_model_path();
   std::shared_ptr<Backend> be = create_backend(a.get_or("backend", "auto"));
   std::shared_ptr<Model> model = Model::load(model_path, be);
@@ -136,8 +145,6 @@ int cmd_generate(const std::vector<std::string>& argv) {
     std::fprintf(stderr, "note: %s is an UNTRAINED random-weight model; frames will be noise-like patterns\n",
                  model_path.c_str());
 
-  const std::string out = a.get_or("output", "out.mp4");
-  const bool png = a.flag("png") || std::filesystem::path(out).extension() != ".mp4";
   nlohmann::json params = {{"model", std::filesystem::path(model_path).filename().string()},
                            {"seed", seed},
                            {"chunks", chunks},
@@ -166,8 +173,6 @@ int cmd_generate(const std::vector<std::string>& argv) {
       throw OutputError(e.what());
     }
   }
-#else
-  throw Error("this build has no FFmpeg support: cannot write " + out);
 #endif
 
   Session session(model, so);
@@ -177,8 +182,8 @@ int cmd_generate(const std::vector<std::string>& argv) {
   const auto t0 = std::chrono::steady_clock::now();
   const int passes_per_chunk = int(chunk_sigmas(cfg, so.steps).size()) + 1;
   int frame_no = 0;
-  cb.on_frames = [&](const FrameBatch& fb) {
 #ifdef VMLA_WITH_FFMPEG
+  cb.on_frames = [&](const FrameBatch& fb) {
     const size_t frame_bytes = size_t(fb.width) * fb.height * 3;
     for (int i = 0; i < fb.count; ++i) {
       const uint8_t* rgb = fb.rgb + size_t(i) * frame_bytes;
@@ -194,8 +199,8 @@ int cmd_generate(const std::vector<std::string>& argv) {
       }
       ++frame_no;
     }
-#endif
   };
+#endif
   auto draw = [&](int chunk, int pass) {
     if (quiet) return;
     const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
