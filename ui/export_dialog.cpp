@@ -50,16 +50,17 @@ ExportDialog::ExportDialog(StudioController* ctl, std::pair<int, int> selection,
   setWindowTitle(tr("Export video"));
   setObjectName("exportDialog");
   mp4_ = new QRadioButton(tr("MP4 video (H.264)"), this);
+  mp4_->setObjectName("exportMp4");
   png_ = new QRadioButton(tr("PNG frames (a folder of numbered images)"), this);
-  mp4_->setChecked(true);
+  png_->setObjectName("exportPng");
   preset_ = new QComboBox(this);
   preset_->setObjectName("exportPreset");
   for (const auto& p : export_presets()) preset_->addItem(p.name);
   preset_->setCurrentIndex(1);
   whole_ = new QRadioButton(this);
+  whole_->setObjectName("exportWhole");
   branch_ = new QRadioButton(this);
   selected_ = new QRadioButton(this);
-  whole_->setChecked(true);
   path_ = new QLineEdit(suggested_path, this);
   path_->setObjectName("exportPath");
   auto* browse = new QToolButton(this);
@@ -118,6 +119,10 @@ ExportDialog::ExportDialog(StudioController* ctl, std::pair<int, int> selection,
   layout->addWidget(bar_);
   layout->addWidget(status_);
   layout->addLayout(buttons);
+  // Only now, with each group in its own box: radio buttons are exclusive among siblings, and while
+  // all five were children of the dialog, checking "whole video" unchecked "MP4".
+  mp4_->setChecked(true);
+  whole_->setChecked(true);
 
   for (auto* b : {mp4_, png_, whole_, branch_, selected_}) connect(b, &QRadioButton::toggled, this, &ExportDialog::update_summary);
   connect(preset_, &QComboBox::currentIndexChanged, this, &ExportDialog::update_summary);

@@ -3,6 +3,7 @@
 #include <QComboBox>
 #include <QLabel>
 #include <QPushButton>
+#include <QRadioButton>
 #include <QSignalSpy>
 #include <QSpinBox>
 #include <QTemporaryDir>
@@ -251,7 +252,14 @@ class TestWidgets : public QObject {
     QTemporaryDir dir;
     const QString out = dir.filePath("clip.mp4");
     ExportDialog dlg(&ctl, {1, 1}, out);
+    // Opens on MP4 and the whole video, each shown checked in its group; the groups are independent.
+    auto checked = [&dlg](const char* name) { return dlg.findChild<QRadioButton*>(name)->isChecked(); };
+    QVERIFY(checked("exportMp4"));
+    QVERIFY(!checked("exportPng"));
+    QVERIFY(checked("exportWhole"));
     dlg.setRange(ExportDialog::Range::Selection);
+    QVERIFY(checked("exportMp4"));
+    QVERIFY(!checked("exportWhole"));
     QSignalSpy finished(&dlg, &ExportDialog::finishedExport);
     dlg.start();
     QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 60000);
