@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
   w.start();
   StudioController& c = *w.controller();
   if (!wait_for([&] { return c.hasModel() && !c.workerBusy(); })) return 1;
+  std::printf("model: %s (%s)\n", qPrintable(c.model().path), c.model().trained ? "trained" : "UNTRAINED");
+  if (!c.model().trained) std::fprintf(stderr, "warning: the model is untrained: the screenshots will show noise\n");
   auto idle = [&] { return !c.generating() && !c.workerBusy(); };
 
   // A prompt with a word the model does not know, then a clean one; generate four chunks.
@@ -77,17 +79,20 @@ int main(int argc, char** argv) {
   shot("studio-generating");
   if (!wait_for(idle)) return 1;
 
-  // Rewind to chunk 2 and re-roll chunk 3 (a branch), then steer from chunk 3 with a new prompt.
+  // Rewind to chunk 2 and re-roll chunk 3 (a branch), then change the prompt from chunk 1: another
+  // branch, in a setting and time of day the trained model renders (it keeps the setting of a
+  // running video, so a switch in the middle would not show).
   const auto path = c.path();
   c.rewindTo(path[1]);
   shot("studio-rewound");
   c.reroll(path[2], 4242);
   if (!wait_for(idle)) return 1;
-  w.changePromptFrom(c.path()[2], "a blue fish swimming in the sea", true);
+  w.changePromptFrom(c.path()[0], "a red ball bouncing on a grass field at noon", false);
   c.extend(1);
   if (!wait_for(idle)) return 1;
-  w.timeline()->timeline()->select(c.path()[2]);
-  w.preview()->seek(c.firstFrameOf(c.path()[2]) + 6);
+  w.timeline()->timeline()->select(c.path()[0]);
+  w.preview()->pausePlayback();
+  w.preview()->seek(c.firstFrameOf(c.path()[1]) + 6);
   shot("studio-branches");
 
   ExportDialog* dlg = w.openExportDialog();
