@@ -412,6 +412,17 @@ def encode_video(enc, video, device):
 # Stage: autoencoder
 
 
+def subject_weight(video, scenes, world, frame0, fg_weight):
+    """Per-pixel loss weight [B, N, 1, H, W]: 1 + fg_weight where a subject is (or casts its shadow),
+    found by rendering the same clips without subjects; dilated by 2 pixels for the edges."""
+    from world import render
+    bare = render([dict(s, subjects=[]) for s in scenes], video.shape[1], world.size, world.fps, video.device, frame0)
+    mask = ((video - bare).abs().sum(2, keepdim=True) > 0.03).float()
+    B, N = mask.shape[:2]
+    mask = F.max_pool2d(mask.flatten(0, 1), 5, stride=1, padding=2).view(B, N, 1, *mask.shape[-2:])
+    return 1.0 + fg_weight * mask
+
+
 def stage_ae(args, dev):
     cfg = load_cfg(args, "mla")
     d = DEFAULTS["ae"]
@@ -445,14 +456,19 @@ def stage_ae(args, dev):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, args.lr or d["lr"])
         f0 = n_frames * random.Random(step).randint(0, 3)  # later clip phases: events, zooms, pans
-        video, _ = data.world.batch(step, batch, n_frames, dev, frame0=f0)
+        video, scenes = data.world.batch(step, batch, n_frames, dev, frame0=f0)
+        weight = subject_weight(video, scenes, data.world, f0, args.fg_weight) if args.fg_weight > 0 else None
         with autocast(dev):
             z, _ = enc(video)
             z = z.float()
             sigma = 0.2 * torch.rand(z.shape[0], 1, 1, 1, 1, device=dev)
             rec, _ = dec(z + sigma * torch.randn_like(z))
         rec = rec.float()
-        loss_rec = F.mse_loss(rec, video) + 0.5 * F.l1_loss(rec, video)
+        if weight is None:
+            loss_rec = F.mse_loss(rec, video) + 0.5 * F.l1_loss(rec, video)
+        else:  # subjects are 1-2% of the pixels: without weight the round trip loses them
+            err = (rec - video) ** 2 + 0.5 * (rec - video).abs()
+            loss_rec = (weight * err).sum() / (weight.sum() * 3)
         zc = z.transpose(1, 2).flatten(2)  # [B, C, ...]
         loss_reg = (zc.mean((0, 2)) ** 2).mean() + ((zc.var((0, 2)) - 1.0) ** 2).mean()
         loss = loss_rec + 0.02 * loss_reg
@@ -464,7 +480,12 @@ def stage_ae(args, dev):
         clock.tick(time.time() - t0)
         if step % args.log_every == 0 or step == 1:
             psnr = -10 * math.log10(max(F.mse_loss(rec.clamp(0, 1), video).item(), 1e-10))
-            print(f"ae {step} loss {loss.item():.4f} psnr {psnr:.2f} z_std {z.std().item():.3f} "
+            fg = ""
+            if weight is not None:
+                m = (weight > 1).float()
+                mse_fg = (((rec.clamp(0, 1) - video) ** 2) * m).sum() / (3 * m.sum()).clamp(min=1)
+                fg = f" subject psnr {-10 * math.log10(max(mse_fg.item(), 1e-10)):.2f} ({100 * m.mean().item():.1f}% px)"
+            print(f"ae {step} loss {loss.item():.4f} psnr {psnr:.2f}{fg} z_std {z.std().item():.3f} "
                   f"{clock.step_time * 1000:.0f} ms/step", flush=True)
         if clock.should_save():
             save()
@@ -843,6 +864,8 @@ def parse(argv=None):
     ap.add_argument("--lr-fake", type=float, default=1e-4)
     ap.add_argument("--fake-steps", type=int, default=1, help="fake-score updates per generator update")
     ap.add_argument("--fake-warmup", type=int, default=40, help="fake-score updates at the start of a segment")
+    ap.add_argument("--fg-weight", type=float, default=0.0,
+                    help="ae: extra reconstruction weight on subject pixels (0: plain MSE + L1)")
     ap.add_argument("--cfg-scale", type=float, default=3.0)
     ap.add_argument("--distill", type=float, default=1.0, help="finetune: weight of the teacher-velocity loss")
     ap.add_argument("--init", choices=["spectral", "random"], default="spectral")

@@ -79,6 +79,27 @@ class MicroTraining(unittest.TestCase):
                             "Targets of the shipped model"):
                 self.assertIn(section, text)
 
+    def test_subject_weighted_autoencoder_loss(self):
+        """--fg-weight: the weight map marks exactly the pixels a subject changes (plus a 2-pixel rim)
+        and the ae stage trains with it."""
+        from world import World
+        w = World(seed=3, size=64)
+        video, scenes = w.batch(0, 3, 4, "cpu")
+        wt = train.subject_weight(video, scenes, w, 0, 20.0)
+        self.assertEqual(tuple(wt.shape), (3, 4, 1, 64, 64))
+        self.assertEqual(set(torch.unique(wt).tolist()) <= {1.0, 21.0}, True)
+        frac = float((wt > 1).float().mean())
+        self.assertGreater(frac, 0.002)
+        self.assertLess(frac, 0.3)
+        # a clip without subjects has no weighted pixels
+        bare = [dict(s, subjects=[]) for s in scenes]
+        from world import render
+        self.assertEqual(float((train.subject_weight(render(bare, 4, 64), bare, w, 0, 20.0) > 1).sum()), 0.0)
+        with tempfile.TemporaryDirectory() as d:
+            out = run("ae", d, "--steps", "1", "--fg-weight", "20")
+            self.assertIn("subject psnr", out)
+            self.assertIn("stage=ae step=1/1 done", out)
+
     def test_spectral_conversion_of_dense_attention(self):
         """With d_c and d_q at full rank, the spectral init reproduces the MHA attention logits of
         the nope channels (norm calibration aside), and the rope key is the heads' mean."""

@@ -10,12 +10,14 @@
 # Checkpoints live in .ckpt/dev (git-ignored, so a warm machine keeps them between calls); files
 # carried in .ckpt/carry are copied over them first (a fresh machine gets what the call needs).
 # Back here:  cat FILES_AT/ck.tar.* | tar -x -C .ckpt/dev
+# Carried checkpoints may be gzipped (bf16 weights shrink by about 20%): they are unpacked first.
 set -uo pipefail
 out=${OUT:-/tmp/vmla-train-out}
 mkdir -p "$out" .ckpt/dev
 if [ -d .ckpt/carry ]; then
   (cd .ckpt/carry && tar -cf - .) | tar -xf - -C .ckpt/dev
   rm -rf .ckpt/carry  # a warm machine keeps ignored folders: a later call must not re-apply old files
+  find .ckpt/dev -name '*.gz' -exec gunzip -f {} +  # carried checkpoints may be gzipped (-20%)
 fi
 marker=$(mktemp)
 sleep 1

@@ -193,6 +193,11 @@ def write_report(path, results, ranks, args):
         for r in results:
             L.append(f"| {r['name']} ({r['sampler']}) | " + " | ".join(pct(r["adherence"][a]) for a in ATTRS) + " |")
         L.append("| real renders (ceiling) | " + " | ".join(pct(results[0]["adherence_real"][a]) for a in ATTRS) + " |")
+        for f in sorted(glob.glob(os.path.join(getattr(args, "results_dir", None) or args.ckpt_dir, "ae_ceiling*.json"))):
+            with open(f) as fh:  # tools/eval/ae_ceiling.py: real renders through the autoencoder
+                ae = json.load(fh)
+            L.append(f"| real renders after the autoencoder round trip ({ae.get('label', ae['model'])}, "
+                     f"PSNR {ae['psnr']:.1f} dB) | " + " | ".join(pct(ae["roundtrip"][a]) for a in ATTRS) + " |")
         L += ["", "## Temporal consistency, distribution distance, drift", "",
               "| model | frame diff inside chunks | at chunk boundaries | boundary/inside | Frechet distance "
               "(probe) | drift: adherence first/last quarter | luma first/last |", "|---|---|---|---|---|---|---|"]

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""What the autoencoder lets through: probe accuracy on real world clips after an encode/decode
+round trip through a model file's encoder and decoder, next to the accuracy on the clips themselves.
+The DiT generates latents, so this is the ceiling of prompt adherence for every model sharing the
+autoencoder. Runs on the CPU in a minute or two.
+
+    /usr/bin/python3 tools/eval/ae_ceiling.py --model resources/models/vmla-tiny.safetensors \
+        --probe CK/probe.pt --out CK/eval/ae_ceiling.json
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TOOLS)
+
+from eval import metrics as M  # noqa: E402
+from eval.probe import ATTRS, Probe  # noqa: E402
+from vmla_ref import init as vinit  # noqa: E402
+from world import World  # noqa: E402
+
+
+@torch.no_grad()
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--probe", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n-videos", type=int, default=32)
+    ap.add_argument("--chunks", type=int, default=2)
+    ap.add_argument("--label", default=None, help="name of the autoencoder in the report")
+    a = ap.parse_args(argv)
+    dev = torch.device("cpu")
+    model, _, _ = vinit.load(a.model)
+    model.eval()
+    cfg = model.cfg
+    cv = cfg["stream"]["chunk_frames"] * cfg["video"]["temporal_stride"]
+    size = cfg["video"]["width"]
+    probe = Probe(size=size)
+    probe.load_state_dict(torch.load(a.probe, map_location="cpu", weights_only=False)["probe"])
+    probe.eval()
+    world = World(seed=12345, size=size)
+    scenes = [s for s in world.scenes(50_000, 4 * a.n_videos, a.chunks * cv)
+              if s["event"]["type"] == "none"][:a.n_videos]
+    real = M.real_video(scenes, a.chunks * cv, size, dev)
+    z, _ = model.encoder(real)
+    rec, _ = model.decoder(z)
+    rec = rec.clamp(0, 1)
+    psnr = float(-10 * torch.log10(((rec - real) ** 2).mean()))
+    res = {"model": os.path.basename(a.model), "label": a.label or os.path.basename(a.model), "n_videos": len(scenes), "chunks": a.chunks, "psnr": psnr}
+    for name, video in (("real", real), ("roundtrip", rec)):
+        pc = M.probe_chunks(probe, video, scenes, cv)
+        res[name] = {at: float(torch.stack([c[0][at] for c in pc]).float().mean()) for at in ATTRS}
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
