@@ -75,6 +75,13 @@ size_t KvCache::mha_bytes_per_frame() const {
          dtype_size(a_.empty() ? DType::F32 : a_[0].t.dtype);
 }
 
+size_t KvCache::allocated_bytes() const {
+  size_t n = 0;
+  for (const auto& t : a_) n += t.buf.bytes();
+  for (const auto& t : b_) n += t.buf.bytes();
+  return n;
+}
+
 size_t KvCache::Saved::bytes() const {
   size_t n = 0;
   for (const auto& t : a) n += t.t.bytes();

@@ -43,6 +43,7 @@ class KvCache {
   size_t bytes_in_use() const { return bytes_per_frame() * size_t(frames()); }
   size_t capacity_bytes() const { return bytes_per_frame() * size_t(sink_ + window_); }
   size_t mha_bytes_per_frame() const;    // what MHA would store for a frame, same dtype
+  size_t allocated_bytes() const;        // the device buffers as allocated (capacity_bytes(), counted)
   int64_t tokens() const { return int64_t(frames()) * tpf_; }
 
   // Device copies of every buffer plus the state.

@@ -1,5 +1,6 @@
 #include "core/runtime/session.h"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 
@@ -50,11 +51,92 @@ class Snapshot {
 
 size_t snapshot_bytes(const Snapshot& s) { return s.bytes(); }
 
+struct SessionWorkspace::Buffers {
+  Arena arena;
+  OwnedTensor x, x0, v, noise, rgb, rgb8;
+  std::vector<uint8_t> host_rgb;
+  std::atomic<const void*> user{nullptr};  // the session inside extend/restore now
+
+  explicit Buffers(const Model& model) : arena(&model.backend(), size_t(16) << 20) {
+    Backend& be = model.backend();
+    const ModelConfig& cfg = model.config();
+    const int64_t F = cfg.chunk_frames;
+    const Shape lat{F, cfg.in_channels, cfg.latent_h(), cfg.latent_w()};
+    x = be.alloc(lat, DType::F32);
+    x0 = be.alloc(lat, DType::F32);
+    v = be.alloc(lat, DType::F32);
+    noise = be.alloc(lat, DType::F32);
+    if (model.has_decoder()) {
+      const int64_t N = F * cfg.temporal_stride;
+      rgb = be.alloc(Shape{N, 3, cfg.height, cfg.width}, be.act_dtype());
+      rgb8 = be.alloc(Shape{N, cfg.height, cfg.width, 3}, DType::U8);
+      host_rgb.resize(size_t(rgb8.t.numel()));
+    }
+  }
+};
+
+SessionWorkspace::SessionWorkspace(std::shared_ptr<Model> model) : model_(std::move(model)) {
+  if (!model_) throw Error("session workspace needs a model");
+  b_ = std::make_unique<Buffers>(*model_);
+}
+
+SessionWorkspace::~SessionWorkspace() = default;
+
+size_t SessionWorkspace::arena_bytes() const { return b_->arena.capacity(); }
+
+size_t SessionWorkspace::staging_bytes() const {
+  size_t n = 0;
+  for (const OwnedTensor* t : {&b_->x, &b_->x0, &b_->v, &b_->noise, &b_->rgb, &b_->rgb8}) n += t->buf.bytes();
+  return n;
+}
+
+size_t SessionWorkspace::bytes() const { return arena_bytes() + staging_bytes(); }
+
+namespace {
+
+// Marks a shared workspace as used by one session for the duration of a call; nested calls of the
+// same session (extend -> undo -> restore) pass through.
+class WorkspaceLease {
+ public:
+  WorkspaceLease(SessionWorkspace::Buffers& b, const void* who) : b_(b) {
+    const void* expected = nullptr;
+    if (b_.user.compare_exchange_strong(expected, who)) {
+      owner_ = true;
+    } else if (expected != who) {
+      throw Error("session workspace is in use by another session (a shared workspace serves one session at a time)");
+    }
+  }
+  ~WorkspaceLease() {
+    if (owner_) b_.user.store(nullptr);
+  }
+  WorkspaceLease(const WorkspaceLease&) = delete;
+  WorkspaceLease& operator=(const WorkspaceLease&) = delete;
+
+ private:
+  SessionWorkspace::Buffers& b_;
+  bool owner_ = false;
+};
+
+std::shared_ptr<SessionWorkspace> workspace_for(const std::shared_ptr<Model>& model, const SessionOptions& o) {
+  if (!o.workspace) return std::make_shared<SessionWorkspace>(model);
+  if (&o.workspace->model() != model.get())
+    throw Error("session workspace belongs to another model (share a workspace only between sessions of one Model)");
+  return o.workspace;
+}
+
+}  // namespace
+
 struct Session::Impl {
   std::shared_ptr<Model> model;
   Backend& be;
   const ModelConfig& cfg;
-  Arena arena;
+  std::shared_ptr<SessionWorkspace> ws;
+  bool own_ws;
+  SessionWorkspace::Buffers& wsb;
+  // Per chunk scratch and staging, from the (possibly shared) workspace.
+  Arena& arena;
+  OwnedTensor &x, &x0, &v, &noise, &rgb, &rgb8;
+  std::vector<uint8_t>& host_rgb;
   KvCache cache;
   AutoencoderState dec_state;
   std::unique_ptr<CrossKV> ctx;
@@ -62,8 +144,6 @@ struct Session::Impl {
   bool has_prompt = false;
   std::vector<int64_t> slot_frame;  // global frame index held by each cache slot (-1: empty)
   std::vector<Latent> latents;
-  OwnedTensor x, x0, v, noise, rgb, rgb8;
-  std::vector<uint8_t> host_rgb;
   bool absorbed = true;
   double pass_ms_total = 0, chunk_ms_total = 0;
   int64_t passes_total = 0;
@@ -72,23 +152,22 @@ struct Session::Impl {
       : model(std::move(m)),
         be(model->backend()),
         cfg(model->config()),
-        arena(&be, size_t(16) << 20),
+        ws(workspace_for(model, o)),
+        own_ws(!o.workspace),
+        wsb(ws->buffers()),
+        arena(wsb.arena),
+        x(wsb.x),
+        x0(wsb.x0),
+        v(wsb.v),
+        noise(wsb.noise),
+        rgb(wsb.rgb),
+        rgb8(wsb.rgb8),
+        host_rgb(wsb.host_rgb),
         cache(be, cfg, o.sink_frames >= 0 ? o.sink_frames : cfg.sink_frames,
               o.window_frames >= 0 ? o.window_frames : cfg.window_frames) {
     slot_frame.assign(size_t(cache.sink_frames() + cache.window_frames()), -1);
     const int64_t F = cfg.chunk_frames;
-    const Shape lat{F, cfg.in_channels, cfg.latent_h(), cfg.latent_w()};
-    x = be.alloc(lat, DType::F32);
-    x0 = be.alloc(lat, DType::F32);
-    v = be.alloc(lat, DType::F32);
-    noise = be.alloc(lat, DType::F32);
-    if (model->has_decoder()) {
-      dec_state = model->decoder()->new_state(be);
-      const int64_t N = F * cfg.temporal_stride;
-      rgb = be.alloc(Shape{N, 3, cfg.height, cfg.width}, be.act_dtype());
-      rgb8 = be.alloc(Shape{N, cfg.height, cfg.width, 3}, DType::U8);
-      host_rgb.resize(size_t(rgb8.t.numel()));
-    }
+    if (model->has_decoder()) dec_state = model->decoder()->new_state(be);
     // Auto: the path with fewer FLOPs for a full window (absorbed wins for small heads and short
     // contexts; at Wan scale its 224/192-d shared head costs more arithmetic than per-head K/V).
     if (o.attn_path == AttnPath::Auto) {
@@ -175,6 +254,7 @@ void Session::restore(const std::shared_ptr<const Snapshot>& snap) {
   if (!snap) throw Error("restore: empty snapshot");
   const std::shared_ptr<const Snapshot> s = snap;  // `snap` may live in boundaries_, which is replaced below
   Impl& im = *impl_;
+  WorkspaceLease lease(im.wsb, this);
   im.cache.load(im.be, s->cache);
   if (s->decoder_memory.size() != im.dec_state.memory.size()) throw Error("snapshot is from another model");
   for (size_t i = 0; i < s->decoder_memory.size(); ++i) im.be.copy(s->decoder_memory[i].t, im.dec_state.memory[i].t);
@@ -201,6 +281,22 @@ void Session::rewind(int chunk) {
   restore(boundaries_[size_t(chunk)]);
 }
 
+SessionMemory Session::memory() const {
+  const Impl& im = *impl_;
+  SessionMemory m;
+  m.cache = im.cache.allocated_bytes();
+  if (im.ctx) {
+    for (const auto& t : im.ctx->k) m.cross_attention += t.buf.bytes();
+    for (const auto& t : im.ctx->v) m.cross_attention += t.buf.bytes();
+  }
+  for (const auto& t : im.dec_state.memory) m.decoder_state += t.buf.bytes();
+  for (const auto& b : boundaries_) m.snapshots += b->bytes();
+  if (im.own_ws) m.workspace = im.ws->bytes();
+  return m;
+}
+
+const SessionWorkspace& Session::workspace() const { return *impl_->ws; }
+
 std::vector<float> Session::latent(int chunk) const {
   if (chunk < 0 || chunk >= int(impl_->latents.size())) throw Error("no latent for chunk " + std::to_string(chunk));
   return *impl_->latents[size_t(chunk)];
@@ -224,6 +320,7 @@ std::vector<float> Session::cache_contents(int layer, int component) const {
 void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
   using clock = std::chrono::steady_clock;
   Impl& im = *impl_;
+  WorkspaceLease lease(im.wsb, this);
   Backend& be = im.be;
   const ModelConfig& cfg = im.cfg;
   const int chunk = chunks();

@@ -18,6 +18,32 @@ enum class AttnPath : uint8_t { Auto, Expanded, Absorbed };
 const char* attn_path_name(AttnPath p);
 AttnPath parse_attn_path(const std::string& s);  // "auto" | "expanded" | "absorbed"; throws Error
 
+// Device memory that sessions of one model can share when they are served one chunk at a time (a
+// multi-user server, the studio's timelines): the per-pass scratch arena and the chunk's staging
+// buffers (noisy latent, velocity, clean latent, noise, decoded frames). None of it carries state
+// from one chunk to the next; what does (KV cache, cross-attention K/V, decoder state, snapshots,
+// clean latents) stays in each Session. Used by one session at a time: a session that finds the
+// workspace busy with another session throws Error instead of corrupting it.
+class SessionWorkspace {
+ public:
+  explicit SessionWorkspace(std::shared_ptr<Model> model);
+  ~SessionWorkspace();
+  SessionWorkspace(const SessionWorkspace&) = delete;
+  SessionWorkspace& operator=(const SessionWorkspace&) = delete;
+
+  const Model& model() const { return *model_; }
+  size_t bytes() const;          // device memory held now: arena blocks + staging buffers
+  size_t arena_bytes() const;    // arena blocks (grow to the largest pass, then stay)
+  size_t staging_bytes() const;  // chunk staging buffers (fixed by the configuration)
+
+  struct Buffers;  // defined in session.cpp
+  Buffers& buffers() const { return *b_; }
+
+ private:
+  std::shared_ptr<Model> model_;
+  std::unique_ptr<Buffers> b_;
+};
+
 struct SessionOptions {
   int sink_frames = -1;    // latent frames; -1: the model's default
   int window_frames = -1;  // latent frames; -1: the model's default
@@ -25,6 +51,19 @@ struct SessionOptions {
   AttnPath attn_path = AttnPath::Auto;
   bool decode = true;      // run the decoder and deliver frames
   bool keep_snapshots = true;  // keep a snapshot at every chunk boundary (rewind, branch, re-roll)
+  // Shared with other sessions of the same Model (null: the session makes its own). Results are
+  // bit-identical either way.
+  std::shared_ptr<SessionWorkspace> workspace;
+};
+
+// Device memory held by one session, summed from its actual buffers (not from the configuration).
+struct SessionMemory {
+  size_t cache = 0;            // KV cache buffers: sink + window slots, all layers
+  size_t cross_attention = 0;  // cross-attention K/V of the current prompt (0 before the first chunk)
+  size_t decoder_state = 0;    // causal decoder memory carried across chunks
+  size_t snapshots = 0;        // boundary snapshots kept (0 with keep_snapshots off)
+  size_t workspace = 0;        // the session's own workspace; 0 when it uses a shared one
+  size_t total() const { return cache + cross_attention + decoder_state + snapshots + workspace; }
 };
 
 struct ChunkSpec {
@@ -114,6 +153,9 @@ class Session {
   void restore(const std::shared_ptr<const Snapshot>& s);
 
   const Metrics& metrics() const { return metrics_; }
+  SessionMemory memory() const;
+  // The workspace in use (shared or the session's own).
+  const SessionWorkspace& workspace() const;
   // The clean latent of chunk i ([chunk_frames, C, h, w], F32 on the host), for tests and tools.
   std::vector<float> latent(int chunk) const;
   // The cache of `layer` in attention order (sink, then the window oldest first) as F32 on the host:
