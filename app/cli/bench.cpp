@@ -11,6 +11,7 @@
 #include "core/model/model.h"
 #include "core/runtime/sampler.h"
 #include "core/runtime/session.h"
+#include "core/runtime/stream_sweep.h"
 
 namespace vmla::cli {
 
@@ -26,6 +27,10 @@ const std::vector<OptionSpec> kBenchOptions = {
     {"window", 0, true, "FRAMES", "window latent frames (default: the configuration's)"},
     {"steps", 0, true, "N", "denoising steps per chunk (default: the configuration's)"},
     {"no-decode", 0, false, "", "skip the decoder"},
+    {"streams", 0, true, "N[,N...]", "concurrent streams: N independent sessions on one model, served round-robin; "
+                                      "reports per-stream and shared memory and how many streams fit in --memory-gb"},
+    {"memory-gb", 0, true, "GB", "memory budget for the --streams projection, in GB of 1e9 bytes (default 80)"},
+    {"no-share", 0, false, "", "with --streams: every session its own workspace (default: one shared workspace)"},
     {"json", 0, true, "FILE", "also write the results as JSON"},
     {"help", 'h', false, "", "show this help"},
 };
@@ -36,14 +41,150 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
+std::vector<int> parse_stream_counts(const std::string& text) {
+  std::vector<int> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, comma - pos);
+    int n = 0;
+    size_t used = 0;
+    try {
+      n = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || n < 1)
+      throw UsageError("option --streams expects stream counts >= 1 separated by commas (e.g. 1,4,16), got '" + text + "'");
+    out.push_back(n);
+    pos = comma + 1;
+  }
+  return out;
+}
+
+std::string gb_text(double bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g GB", bytes / 1e9);
+  return buf;
+}
+
+// --streams: N sessions on one model, one chunk of one stream at a time.
+int bench_streams(const Args& a, const ModelConfig& cfg, const std::shared_ptr<Backend>& be,
+                  const std::shared_ptr<Model>& model, double load_s, const SessionOptions& so) {
+  const std::vector<int> counts = parse_stream_counts(*a.get("streams"));
+  const double budget = a.get_double("memory-gb", 80) * 1e9;
+  if (!(budget > 0)) throw UsageError("--memory-gb must be > 0");
+  const int rounds = a.get_int("chunks", 1), warmup = a.get_int("warmup", -1);
+  if (rounds < 1 || warmup < -1) throw UsageError("--chunks must be >= 1 and --warmup >= 0");
+  const bool share = !a.flag("no-share");
+
+  std::vector<StreamSweepResult> results;
+  for (int n : counts) {
+    StreamSweepOptions o;
+    o.session = so;
+    o.streams = n;
+    o.warmup = warmup;
+    o.rounds = rounds;
+    o.share_workspace = share;
+    results.push_back(run_stream_sweep(model, o));
+  }
+  const StreamSweepResult& last = results.back();
+  size_t shared = 0;  // the largest measured (a later sweep may find the device's pools already grown)
+  for (const auto& r : results) shared = std::max(shared, r.shared_bytes());
+  const int64_t fit = streams_that_fit(budget, shared, last.per_stream_bytes);
+  const bool mla = cfg.attention == AttentionKind::MLA;
+  const char* path = mla ? attn_path_name(last.path) : "dense";
+  const int mha_values = cfg.mha_cache_values_per_token();
+  const SessionMemory& ps = last.per_stream;
+
+  std::printf("config            %s (%s, %d layers, random weights; setup %.1f s)\n", cfg.name.c_str(), mla ? "MLA" : "MHA",
+              cfg.layers, load_s);
+  std::printf("backend           %s: %s\n", be->name().c_str(), be->device_name().c_str());
+  std::printf("stream            %dx%d, %d tokens/frame, chunk %d latent frames (%d video frames), sink %d + window %d, %d passes/chunk, attention %s\n",
+              cfg.width, cfg.height, cfg.tokens_per_frame(), cfg.chunk_frames, cfg.frames_per_chunk(), last.sink_frames,
+              last.window_frames, int(chunk_sigmas(cfg, so.steps).size()) + 1, path);
+  std::printf("serving           round-robin, one chunk of one stream at a time; workspace %s; %d warm-up chunk(s) per stream (%s), then %d timed round(s)\n",
+              share ? "shared" : "per session", last.warmup_chunks,
+              last.warmup_chunks >= last.fill_chunks ? "sink + window full" : "window NOT full: timings and arena too low", rounds);
+  std::printf("cache per token   %.0f values (%.0f B) per layer; MHA layout %d values: %.0f/%d = %.4f\n",
+              last.cache_values_per_token_layer, last.cache_bytes_per_token_layer, mha_values,
+              last.cache_values_per_token_layer, mha_values, last.cache_values_per_token_layer / mha_values);
+  std::printf("per stream        %s: cache %s (sink + window allocated), cross-attention K/V %s, decoder state %s, snapshots %s%s\n",
+              human_bytes(double(last.per_stream_bytes)).c_str(), human_bytes(double(ps.cache)).c_str(),
+              human_bytes(double(ps.cross_attention)).c_str(), human_bytes(double(ps.decoder_state)).c_str(),
+              human_bytes(double(ps.snapshots)).c_str(),
+              share ? "" : (", workspace " + human_bytes(double(ps.workspace))).c_str());
+  std::printf("shared            %s: weights and tables %s, workspace %s (arena %s, staging %s), other engine %s, other device %s\n",
+              human_bytes(double(shared)).c_str(), human_bytes(double(last.baseline_bytes)).c_str(),
+              human_bytes(double(last.workspace_bytes)).c_str(), human_bytes(double(last.workspace_arena_bytes)).c_str(),
+              human_bytes(double(last.workspace_staging_bytes)).c_str(), human_bytes(double(last.unaccounted_bytes)).c_str(),
+              human_bytes(double(last.device_extra_bytes)).c_str());
+  // Peak device memory: CUDA cudaMemGetInfo; on the CPU the engine's own accounting is the measure.
+  std::printf("%7s %10s %10s %10s %10s %10s %12s %12s\n", "streams", "ms/chunk", "DiT ms", "ms/round", "FPS all",
+              "FPS/stream", "peak engine", "peak device");
+  for (const auto& r : results)
+    std::printf("%7d %10.2f %10.2f %10.2f %10.2f %10.2f %12s %12s\n", r.streams, r.ms_per_chunk, r.ms_per_chunk_dit,
+                r.ms_per_round, r.fps_aggregate, r.fps_per_stream, human_bytes(double(r.peak_engine_bytes)).c_str(),
+                be->device() != Device::CPU && r.device_total ? human_bytes(double(r.peak_device_used)).c_str() : "-");
+  std::printf("projection        floor((%s - %s shared) / %s per stream) = %lld streams in %s\n", gb_text(budget).c_str(),
+              human_bytes(double(shared)).c_str(), human_bytes(double(last.per_stream_bytes)).c_str(), (long long)fit,
+              gb_text(budget).c_str());
+
+  if (auto jf = a.get("json")) {
+    nlohmann::json runs = nlohmann::json::array();
+    for (const auto& r : results)
+      runs.push_back({{"streams", r.streams}, {"ms_per_chunk", r.ms_per_chunk}, {"ms_per_chunk_dit", r.ms_per_chunk_dit},
+                      {"ms_per_round", r.ms_per_round}, {"fps_aggregate", r.fps_aggregate}, {"fps_per_stream", r.fps_per_stream},
+                      {"peak_engine_bytes", r.peak_engine_bytes}, {"peak_device_used", r.peak_device_used},
+                      {"device_used_before", r.device_used_before}, {"baseline_bytes", r.baseline_bytes},
+                      {"workspace_bytes", r.workspace_bytes}, {"unaccounted_bytes", r.unaccounted_bytes},
+                      {"device_extra_bytes", r.device_extra_bytes}, {"shared_bytes", r.shared_bytes()},
+                      {"per_stream_bytes", r.per_stream_bytes}, {"chunk_ms", r.chunk_ms}, {"round_ms", r.round_ms}});
+    nlohmann::json j = {{"config", cfg.name}, {"layers", cfg.layers}, {"backend", be->name()}, {"device", be->device_name()},
+                        {"attention", path}, {"sink_frames", last.sink_frames}, {"window_frames", last.window_frames},
+                        {"tokens_per_frame", cfg.tokens_per_frame()}, {"workspace_shared", share},
+                        {"warmup_chunks", last.warmup_chunks}, {"timed_rounds", rounds},
+                        {"cache_bytes", last.cache_in_use_bytes}, {"mha_cache_bytes", last.mha_cache_in_use_bytes},
+                        {"engine_bytes", last.peak_engine_bytes}, {"device_used", last.peak_device_used},
+                        {"device_total", last.device_total},
+                        {"cache_values_per_token_layer", last.cache_values_per_token_layer},
+                        {"cache_bytes_per_token_layer", last.cache_bytes_per_token_layer},
+                        {"mha_cache_values_per_token_layer", mha_values},
+                        {"per_stream", {{"total", last.per_stream_bytes}, {"cache", ps.cache}, {"cross_attention", ps.cross_attention},
+                                        {"decoder_state", ps.decoder_state}, {"snapshots", ps.snapshots}, {"workspace", ps.workspace}}},
+                        {"shared", {{"total", shared}, {"weights_and_tables", last.baseline_bytes}, {"workspace", last.workspace_bytes},
+                                    {"workspace_arena", last.workspace_arena_bytes}, {"workspace_staging", last.workspace_staging_bytes},
+                                    {"other_engine", last.unaccounted_bytes}, {"other_device", last.device_extra_bytes}}},
+                        {"budget_bytes", budget}, {"projected_streams", fit}, {"runs", runs}};
+    std::ofstream f(*jf);
+    f << j.dump(2) << "\n";
+    if (!f) throw OutputError("cannot write " + *jf);
+  }
+
+  std::string timings;
+  for (const auto& r : results) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "; %d stream%s %.1f ms/chunk %.1f FPS", r.streams, r.streams == 1 ? "" : "s",
+                  r.ms_per_chunk, r.fps_aggregate);
+    timings += buf;
+  }
+  std::printf("streams %s on %s: per stream %s (cache %s, %.0f/%d of MHA per token per layer), shared %s -> %lld streams in %s%s\n",
+              cfg.name.c_str(), be->name().c_str(), human_bytes(double(last.per_stream_bytes)).c_str(),
+              human_bytes(double(ps.cache)).c_str(), last.cache_values_per_token_layer, mha_values,
+              human_bytes(double(shared)).c_str(), (long long)fit, gb_text(budget).c_str(), timings.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& argv) {
   Args a(kBenchOptions, argv);
   if (a.flag("help") || a.positional().size() != 1) {
     std::printf("usage: videomla bench CONFIG [--backend cuda] [--chunks 4]\n"
+                "       videomla bench CONFIG --streams 1,4,16 [--memory-gb 80] [--chunks 1]\n"
                 "CONFIG: tiny, tiny-mha, wan1.3b-mha, wan1.3b-mla or a .json file. Weights are random (seeded):\n"
-                "speed never depends on trained values. The last line is a one-line summary.\n\n%s",
+                "speed never depends on trained values. The last line is a one-line summary.\n"
+                "With --streams, --chunks counts timed rounds (one chunk of every stream; default 1).\n\n%s",
                 Args::help_text(kBenchOptions).c_str());
     return a.flag("help") ? 0 : 2;
   }
@@ -65,6 +206,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
   so.attn_path = parse_attn_path(a.get_or("attn", "auto"));
   so.decode = !a.flag("no-decode");
   so.keep_snapshots = false;
+  if (a.get("streams")) return bench_streams(a, cfg, be, model, load_s, so);
+  if (a.get("memory-gb") || a.flag("no-share")) throw UsageError("--memory-gb and --no-share go with --streams");
   // Warm up until the window is full, so that every timed pass sees the steady-state context.
   const int ctx_frames = (so.sink_frames >= 0 ? so.sink_frames : cfg.sink_frames) +
                          (so.window_frames >= 0 ? so.window_frames : cfg.window_frames);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end: videomla generate (mp4 and PNG), info, bench tiny, init, convert and their errors.
+# End-to-end: videomla generate (mp4 and PNG), info, bench tiny (and --streams), init, convert and their errors.
 set -uo pipefail
 VMLA=$1
 WORK=$2
@@ -46,6 +46,13 @@ check "info --config wan1.3b-mla: 224 vs 3072" grep -q "224 values per layer (MH
 "$VMLA" bench tiny --backend cpu --chunks 2 --warmup 1 > bench.log 2>&1
 check "bench tiny exit code" test $? -eq 0
 check "bench prints a one-line summary last" bash -c "tail -n 1 bench.log | grep -q '^bench vmla-tiny on cpu:'"
+# concurrent streams: per-stream and shared memory, the projection, the MLA/MHA cache ratio
+"$VMLA" bench tiny --streams 2 --backend cpu --chunks 1 --steps 1 --json streams.json > streams.log 2>&1
+check "bench --streams exit code" test $? -eq 0
+check "bench --streams summary line" bash -c "tail -n 1 streams.log | grep -Eq '^streams vmla-tiny on cpu: per stream [0-9.]+ [KMG]iB \(cache [0-9.]+ [KM]iB, 56/768 of MHA per token per layer\), shared [0-9.]+ [KMG]iB -> [0-9]+ streams in 80 GB; 2 streams [0-9.]+ ms/chunk [0-9.]+ FPS$'"
+check "bench --streams JSON has the projection" grep -q '"projected_streams"' streams.json
+"$VMLA" bench tiny --streams 0 --backend cpu > streams-err.log 2>&1; rc=$?
+check "bench --streams 0 is a usage error (exit 2, got $rc)" test $rc -eq 2
 
 # init + convert round trip
 "$VMLA" init --config tiny-mha --dtype f32 -o mha.safetensors > /dev/null 2>&1
