@@ -9,44 +9,12 @@
 #include "core/model/autoencoder.h"
 #include "core/runtime/stream_sweep.h"
 #include "tests/unit/engine_fixture.h"
+#include "tests/unit/stream_scripts.h"
 
 using namespace vmla;
-using vmla::test::small_model;
+using namespace vmla::test;
 
 namespace {
-
-const ChunkSpec kBall{"a red ball bouncing on the beach", 7, false};
-const ChunkSpec kFish{"a blue fish swimming in the sea", 9, false};
-const ChunkSpec kFishRecache{"a blue fish swimming in the sea", 9, true};
-
-struct StreamRun {
-  std::vector<std::vector<float>> latents;
-  std::vector<std::vector<uint8_t>> frames;
-};
-
-void extend(Session& s, const ChunkSpec& spec, StreamRun& out) {
-  SessionCallbacks cb;
-  cb.on_frames = [&](const FrameBatch& fb) {
-    out.frames.emplace_back(fb.rgb, fb.rgb + size_t(fb.count) * fb.height * fb.width * 3);
-  };
-  s.extend(spec, cb);
-  out.latents.push_back(s.latent(s.chunks() - 1));
-}
-
-// Three streams: plain, a prompt switch with re-cache, and a rewind followed by a re-roll.
-const std::vector<std::vector<ChunkSpec>> kScripts = {
-    {kBall, kBall, kBall, kBall},
-    {kFish, {"a blue fish swimming in the sea", 3, false}, kBall, kFishRecache},
-    {{"a green tree in the wind", 5, false}, kBall, kBall, kFish},
-};
-
-void run_script(Session& s, size_t stream, size_t step, StreamRun& out) {
-  extend(s, kScripts[stream][step], out);
-  if (stream == 2 && step == 2) {
-    s.rewind(1);  // restore (and a prompt re-encode) through the workspace
-    extend(s, {"a red ball bouncing on the beach", 11, false}, out);
-  }
-}
 
 std::shared_ptr<Model> config_model(const std::string& name) {
   // A backend of its own, so that the sweep's baseline is exactly this model.
