@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs on an NVIDIA H100/H200 machine (no Qt, no FFmpeg there): builds the engine without the UI,
-# runs the CUDA op and whole-chunk parity tests, then the benchmarks, and prints a short table last.
+# runs the CUDA op, whole-chunk and shared-workspace stream parity tests, then the benchmarks and the
+# concurrent-streams memory sweep of issue 5, and prints a short table last.
 # Usage (from the repository root): bash tools/device/gpu_check.sh [OUTDIR]
 set -uo pipefail
 out=${1:-${OUT:-/tmp/vmla-gpu}}
@@ -8,17 +9,26 @@ mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 cmake -S . -B build-dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DVMLA_BUILD_UI=OFF -DVMLA_WITH_FFMPEG=OFF \
   -DCMAKE_CUDA_ARCHITECTURES=90 > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build build-dev -j"$(nproc)" --target videomla test_cuda_ops test_cuda_model test_engine > "$out/build.log" 2>&1 \
+cmake --build build-dev -j"$(nproc)" --target videomla test_cuda_ops test_cuda_model test_cuda_streams test_engine > "$out/build.log" 2>&1 \
   || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
 ./build-dev/tests/test_cuda_ops --gtest_brief=1 > "$out/ops.log" 2>&1; ops=$?
 ./build-dev/tests/test_cuda_model > "$out/model.log" 2>&1; model=$?
+./build-dev/tests/test_cuda_streams > "$out/streams.log" 2>&1; streams=$?
 B=./build-dev/app/videomla
 $B bench tiny --backend cuda --chunks 8 --json "$out/tiny-cuda.json" > "$out/bench-tiny-cuda.log" 2>&1
 $B bench tiny --backend cpu --chunks 3 --json "$out/tiny-cpu.json" > "$out/bench-tiny-cpu.log" 2>&1
 for cfg in wan1.3b-mla wan1.3b-mha; do
   $B bench $cfg --backend cuda --chunks 3 --warmup 1 --json "$out/$cfg.json" > "$out/bench-$cfg.log" 2>&1
 done
+# concurrent streams: per-stream memory and how many fit in 80 GB (issue 5); VMLA_GPU_CHECK_STREAMS=0 skips
+if [ "${VMLA_GPU_CHECK_STREAMS:-1}" != 0 ]; then
+  $B bench wan1.3b-mla --backend cuda --streams 1,4,16 --chunks 1 --json "$out/streams-w6-mla.json" > "$out/streams-w6-mla.log" 2>&1
+  $B bench wan1.3b-mha --backend cuda --streams 1,4,16 --chunks 1 --json "$out/streams-w6-mha.json" > "$out/streams-w6-mha.log" 2>&1
+  $B bench wan1.3b-mla --backend cuda --window 21 --streams 1,4,16 --chunks 1 > "$out/streams-w21-mla.log" 2>&1
+  $B bench wan1.3b-mha --backend cuda --window 21 --streams 1,4,8 --chunks 1 > "$out/streams-w21-mha.log" 2>&1
+fi
 echo "== op parity (exit $ops) =="; tail -3 "$out/ops.log"
 echo "== chunk parity (exit $model) =="; grep -E "^\[parity\]|FAILED|PASSED" "$out/model.log"
+echo "== shared-workspace streams on CUDA (exit $streams) =="; grep -E "OK|FAILED|PASSED|SKIPPED" "$out/streams.log" | tail -3
 echo "== benchmarks =="
-for f in "$out"/bench-*.log; do tail -n 1 "$f"; done
+for f in "$out"/bench-*.log "$out"/streams-*.log; do [ -f "$f" ] && tail -n 1 "$f"; done
