@@ -18,7 +18,7 @@ TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TOOLS)
 
 from eval import metrics as M  # noqa: E402
-from eval.probe import ATTRS, Probe  # noqa: E402
+from eval.probe import Probe  # noqa: E402
 from vmla_ref import init as vinit  # noqa: E402
 from world import World  # noqa: E402
 
@@ -52,8 +52,7 @@ def main(argv=None):
     psnr = float(-10 * torch.log10(((rec - real) ** 2).mean()))
     res = {"model": os.path.basename(a.model), "label": a.label or os.path.basename(a.model), "n_videos": len(scenes), "chunks": a.chunks, "psnr": psnr}
     for name, video in (("real", real), ("roundtrip", rec)):
-        pc = M.probe_chunks(probe, video, scenes, cv)
-        res[name] = {at: float(torch.stack([c[0][at] for c in pc]).float().mean()) for at in ATTRS}
+        res[name] = M.adherence(M.probe_chunks(probe, video, scenes, cv))
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)

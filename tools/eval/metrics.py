@@ -89,6 +89,11 @@ def probe_chunks(probe, video, scenes, chunk_video):
     return out
 
 
+def adherence(chunks):
+    """Mean probe accuracy per attribute over all chunks and videos of probe_chunks' output."""
+    return {a: float(torch.stack([c[0][a] for c in chunks]).float().mean()) for a in ATTRS}
+
+
 def frechet(a, b):
     """Frechet distance between two sets of embeddings [N, E] (float64, eigh-based sqrtm)."""
     a, b = a.double(), b.double()
