@@ -3,6 +3,7 @@
 #include "kernels/attention.cuh"
 #include "kernels/common.cuh"
 #include "kernels/flash_attention.cuh"
+#include "kernels/flash_attention_sm90.cuh"
 
 namespace vmla::kernels {
 
@@ -173,6 +174,9 @@ cudaError_t launch_attention(const AttentionParams& p, cudaStream_t s) {
       p.dk > kAttentionMaxHeadDim || p.dv > kAttentionMaxHeadDim || p.heads > 65535 ||
       (p.Tq + kBlockQ - 1) / kBlockQ > 0x7fffffff)
     return cudaErrorInvalidValue;
+#ifdef VMLA_HAVE_SM90_ATTENTION
+  if (p.allow_tensor_cores && flash_attention_sm90_supported(p)) return launch_flash_attention_sm90(p, s);
+#endif
   if (p.allow_tensor_cores && flash_attention_supported(p)) return launch_flash_attention(p, s);
   if (p.dv <= 32) return launch_cols<1>(p, s);
   if (p.dv <= 64) return launch_cols<2>(p, s);
