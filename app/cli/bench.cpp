@@ -62,6 +62,12 @@ std::vector<int> parse_stream_counts(const std::string& text) {
   return out;
 }
 
+// Run-time choices of the backend (CUDA: the GEMM algorithm tuning), one line, if it reports any.
+void print_diagnostics(const Backend& be) {
+  const std::string d = be.diagnostics();
+  if (!d.empty()) std::printf("%s\n", d.c_str());
+}
+
 std::string gb_text(double bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g GB", bytes / 1e9);
@@ -129,6 +135,7 @@ int bench_streams(const Args& a, const ModelConfig& cfg, const std::shared_ptr<B
   std::printf("projection        floor((%s - %s shared) / %s per stream) = %lld streams in %s\n", gb_text(budget).c_str(),
               human_bytes(double(shared)).c_str(), human_bytes(double(last.per_stream_bytes)).c_str(), (long long)fit,
               gb_text(budget).c_str());
+  print_diagnostics(*be);
 
   if (auto jf = a.get("json")) {
     nlohmann::json runs = nlohmann::json::array();
@@ -267,6 +274,7 @@ int cmd_bench(const std::vector<std::string>& argv) {
   std::printf("memory            engine %s", human_bytes(double(mi.allocated_by_engine)).c_str());
   if (mi.device_total) std::printf(", device %s of %s", human_bytes(double(mi.device_used)).c_str(), human_bytes(double(mi.device_total)).c_str());
   std::printf("\n");
+  print_diagnostics(*be);
   if (auto jf = a.get("json")) {
     nlohmann::json j = {{"config", cfg.name}, {"layers", cfg.layers}, {"backend", be->name()}, {"device", be->device_name()},
                         {"attention", path}, {"ms_per_pass", med_pass}, {"ms_per_chunk_dit", med_chunk},

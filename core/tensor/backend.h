@@ -73,6 +73,9 @@ class Backend {
   virtual Device device() const = 0;
   virtual DType act_dtype() const = 0;  // storage type for activations and weights
   virtual MemoryInfo memory_info() const = 0;
+  // One line on choices the backend made at run time, for benchmark logs (CUDA: the GEMM algorithm
+  // tuning); empty when there is nothing to report.
+  virtual std::string diagnostics() const { return {}; }
 
   // ---- memory --------------------------------------------------------------------------------
   // Throws OutOfMemory with the size asked and what is free.

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cmath>
@@ -159,6 +160,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   };
   tensor_core_attention_ = !env_is("VMLA_CUDA_SIMPLE_ATTENTION", "1");
   fused_linear_ = !env_is("VMLA_CUDA_FUSED_LINEAR", "0");
+  gemm_tune_ = !env_is("VMLA_GEMM_TUNE", "0");
   profile_ = env_is("VMLA_CUDA_PROFILE", "1");
 }
 
@@ -668,6 +670,12 @@ unsigned alignment_of(const void* p) {
   return al;
 }
 
+// The tuning record's name of a fused linear: epilogue and output dtype.
+std::string lt_op_name(cublasLtEpilogue_t epi, DType yt) {
+  const char* e = epi == CUBLASLT_EPILOGUE_GELU_BIAS ? "bias gelu" : epi == CUBLASLT_EPILOGUE_RELU_BIAS ? "bias relu" : "bias";
+  return std::string("linear ") + e + " -> " + std::string(dtype_name(yt));
+}
+
 }  // namespace
 
 bool CudaBackend::linear_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, Activation act,
@@ -733,12 +741,16 @@ bool CudaBackend::linear_fused(const Tensor& x, const Tensor& w, const Tensor& b
           cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)) !=
               CUBLAS_STATUS_SUCCESS)
         return false;
-      cublasLtMatmulHeuristicResult_t res{};
+      // Tuning off asks for one algorithm, exactly as before tuning existed.
+      cublasLtMatmulHeuristicResult_t res[kLtCandidates]{};
       int found = 0;
-      const cublasStatus_t hs =
-          cublasLtMatmulAlgoGetHeuristic(lt_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &res, &found);
-      if (hs != CUBLAS_STATUS_SUCCESS || found < 1 || res.state != CUBLAS_STATUS_SUCCESS) return false;
-      plan.algo = res.algo;
+      const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref,
+                                                               gemm_tune_ ? kLtCandidates : 1, res, &found);
+      if (hs != CUBLAS_STATUS_SUCCESS || found < 1 || res[0].state != CUBLAS_STATUS_SUCCESS) return false;
+      plan.candidates.clear();
+      for (int i = 0; i < std::min(found, kLtCandidates); ++i)
+        if (res[i].state == CUBLAS_STATUS_SUCCESS) plan.candidates.push_back(res[i].algo);
+      plan.algo = res[0].algo;
       return true;
     };
     plan.usable = try_bias_type(b.dtype);
@@ -749,9 +761,14 @@ bool CudaBackend::linear_fused(const Tensor& x, const Tensor& w, const Tensor& b
       plan.bias_as = b.dtype;
     }
     cublasLtMatmulPreferenceDestroy(pref);
+    plan.tuning.op = lt_op_name(epi, y.dtype);
+    plan.tuning.M = M;
+    plan.tuning.N = N;
+    plan.tuning.K = K;
+    plan.tuning.candidates = int(plan.candidates.size());
     it = lt_plans_.emplace(key, plan).first;
   }
-  const LtPlan& plan = it->second;
+  LtPlan& plan = it->second;
   if (!plan.usable) return false;
   const void* bias = b.data;
   if (plan.bias_as != b.dtype) {
@@ -761,11 +778,144 @@ bool CudaBackend::linear_fused(const Tensor& x, const Tensor& w, const Tensor& b
   }
   check_blas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), op,
              "set BIAS_POINTER");
-  const float alpha = 1.f, beta = 0.f;
-  check_blas(cublasLtMatmul(lt_, plan.desc, &alpha, w.data, plan.a, x.data, plan.b, &beta, y.data, plan.c, y.data,
-                            plan.c, &plan.algo, cublas_workspace_, cublas_workspace_bytes_, stream_),
-             op, "cublasLtMatmul");
+  if (!plan.decided) lt_decide(key, plan, x, w, y, op);  // before the real call: timing overwrites y
+  check_blas(lt_matmul(plan, plan.algo, x, w, y), op, "cublasLtMatmul");
   return true;
+}
+
+cublasStatus_t CudaBackend::lt_matmul(const LtPlan& plan, const cublasLtMatmulAlgo_t& algo, const Tensor& x,
+                                      const Tensor& w, const Tensor& y) const {
+  const float alpha = 1.f, beta = 0.f;
+  return cublasLtMatmul(lt_, plan.desc, &alpha, w.data, plan.a, x.data, plan.b, &beta, y.data, plan.c, y.data, plan.c,
+                        &algo, cublas_workspace_, cublas_workspace_bytes_, stream_);
+}
+
+CudaBackend::LtChoices& CudaBackend::lt_choices() {
+  static LtChoices choices;
+  return choices;
+}
+
+void CudaBackend::lt_decide(const LtKey& key, LtPlan& plan, const Tensor& x, const Tensor& w, const Tensor& y,
+                            const char* op) {
+  plan.algo = plan.candidates.front();
+  if (gemm_tune_) {
+    // Held while timing, so a key is timed once per process even with backends on several threads.
+    LtChoices& shared = lt_choices();
+    std::lock_guard<std::mutex> lock(shared.mutex);
+    if (auto c = shared.by_key.find({device_, key}); c != shared.by_key.end()) {
+      plan.algo = c->second.algo;
+      plan.tuning = c->second.tuning;
+      plan.tuning.tune_ms = 0;
+    } else {
+      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+      check(cudaStreamIsCapturing(stream_, &capture), op, "cudaStreamIsCapturing");
+      // Under graph capture nothing can be timed: the heuristic's first choice becomes the process's.
+      if (plan.candidates.size() > 1 && capture == cudaStreamCaptureStatusNone)
+        plan.algo = plan.candidates[size_t(lt_time_candidates(plan, x, w, y))];
+      shared.by_key[{device_, key}] = LtChoice{plan.algo, plan.tuning};
+    }
+  }
+  plan.decided = true;
+  plan.candidates = {};
+}
+
+int CudaBackend::lt_time_candidates(LtPlan& plan, const Tensor& x, const Tensor& w, const Tensor& y) const {
+  GemmTuning& t = plan.tuning;
+  const auto t0 = std::chrono::steady_clock::now();
+  // One warm-up launch each (it also loads the candidate's kernel); a failed launch drops the candidate.
+  std::vector<size_t> live;
+  for (size_t i = 0; i < plan.candidates.size(); ++i) {
+    if (lt_matmul(plan, plan.candidates[i], x, w, y) == CUBLAS_STATUS_SUCCESS) {
+      live.push_back(i);
+    } else {
+      cudaGetLastError();
+      ++t.failed;
+    }
+  }
+  // Then kLtTimedCalls rounds over the live candidates, each launch between two events of one chain:
+  // interleaved, so clock ramp-up or a neighbour's load does not favour whoever runs last.
+  const size_t launches = size_t(kLtTimedCalls) * live.size();
+  std::vector<cudaEvent_t> ev(launches + 1, nullptr);
+  std::vector<bool> ok(plan.candidates.size(), true);
+  // Events are an optimisation's tools: if one cannot be made, recorded or read, no timing (no error).
+  bool events_ok = !live.empty();
+  for (cudaEvent_t& e : ev) events_ok = events_ok && cudaEventCreate(&e) == cudaSuccess;
+  events_ok = events_ok && cudaEventRecord(ev[0], stream_) == cudaSuccess;
+  for (size_t k = 0; k < launches && events_ok; ++k) {
+    const size_t i = live[k % live.size()];
+    if (ok[i] && lt_matmul(plan, plan.candidates[i], x, w, y) != CUBLAS_STATUS_SUCCESS) {
+      cudaGetLastError();
+      ok[i] = false;
+      ++t.failed;
+    }
+    events_ok = cudaEventRecord(ev[k + 1], stream_) == cudaSuccess;
+  }
+  events_ok = events_ok && cudaEventSynchronize(ev[launches]) == cudaSuccess;
+  std::vector<std::vector<float>> ms(plan.candidates.size());
+  for (size_t k = 0; k < launches && events_ok; ++k) {
+    float e = 0;
+    events_ok = cudaEventElapsedTime(&e, ev[k], ev[k + 1]) == cudaSuccess;
+    ms[live[k % live.size()]].push_back(e);
+  }
+  for (cudaEvent_t e : ev)
+    if (e) cudaEventDestroy(e);
+  t.tune_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (!events_ok) {
+    cudaGetLastError();
+    return 0;
+  }
+  // Median of each candidate's timed launches; the fastest replaces the heuristic's first only when it
+  // is kLtMinGain faster (a smaller difference is within what 3 launches on hot caches can tell).
+  std::vector<double> us(plan.candidates.size(), 0);
+  int best = -1;
+  for (size_t i : live) {
+    if (!ok[i]) continue;
+    std::sort(ms[i].begin(), ms[i].end());
+    us[i] = 1e3 * double(ms[i][ms[i].size() / 2]);
+    if (best < 0 || us[i] < us[size_t(best)]) best = int(i);
+  }
+  if (best < 0) return 0;
+  if (us[0] > 0 && us[size_t(best)] > (1.0 - kLtMinGain) * us[0]) best = 0;
+  t.measured = true;
+  t.chosen = best;
+  t.first_us = us[0];
+  t.best_us = us[size_t(best)];
+  return best;
+}
+
+std::vector<CudaBackend::GemmTuning> CudaBackend::gemm_tuning() const {
+  std::vector<GemmTuning> out;
+  for (const auto& [key, plan] : lt_plans_)
+    if (plan.usable && plan.decided) out.push_back(plan.tuning);
+  return out;
+}
+
+std::string CudaBackend::diagnostics() const {
+  int shapes = 0, changed = 0, unmeasured = 0;
+  double first = 0, tuned = 0, tune_ms = 0;
+  for (const GemmTuning& t : gemm_tuning()) {
+    tune_ms += t.tune_ms;
+    if (!t.measured) {
+      ++unmeasured;
+      continue;
+    }
+    ++shapes;
+    changed += t.chosen != 0;
+    if (t.first_us > 0) {  // the sums compare like with like: shapes whose first choice was timed
+      first += t.first_us;
+      tuned += t.best_us;
+    }
+  }
+  char buf[320];
+  if (!gemm_tune_)
+    std::snprintf(buf, sizeof buf, "gemm tuning: off (VMLA_GEMM_TUNE=0), %d shapes on the heuristic's first algorithm",
+                  unmeasured);
+  else
+    std::snprintf(buf, sizeof buf,
+                  "gemm tuning: %d shapes, %d of them changed algorithm, sum of per-call time heuristic-first %.1f us "
+                  "-> tuned %.1f us (%d more shapes not timed: one candidate or graph capture; timing took %.0f ms)",
+                  shapes, changed, first, tuned, unmeasured, tune_ms);
+  return buf;
 }
 
 void CudaBackend::gemm_batched(const GemmBatched& p) {

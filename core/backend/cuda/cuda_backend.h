@@ -9,7 +9,9 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <tuple>
 #include <vector>
 
@@ -29,6 +31,7 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::CUDA; }
   DType act_dtype() const override { return DType::BF16; }
   MemoryInfo memory_info() const override;
+  std::string diagnostics() const override;  // the GEMM tuning summary (see gemm_tuning())
 
   Buffer alloc_bytes(size_t bytes) override;
   void free_bytes(void* p, size_t bytes) override;
@@ -71,6 +74,26 @@ class CudaBackend final : public Backend {
   int device_index() const { return device_; }
   cudaStream_t stream() const { return stream_; }
 
+  // The algorithm choice of each cuBLASLt GEMM plan (fused linear(), one per shape). With tuning on
+  // (the default; VMLA_GEMM_TUNE=0 turns it off) the first call of a shape times every algorithm the
+  // heuristic offers (up to kLtCandidates) on that call's operands and keeps the fastest, unless it
+  // beats the heuristic's first choice by less than kLtMinGain.
+  struct GemmTuning {
+    std::string op;  // "linear bias gelu -> BF16", ...
+    int64_t M = 0, N = 0, K = 0;
+    int chosen = 0;          // index in the heuristic's list; 0 is its first choice
+    int candidates = 0;      // algorithms the heuristic returned
+    int failed = 0;          // of those, how many failed to launch (skipped)
+    bool measured = false;   // false: tuning off, a single candidate, or first called during graph capture
+    double best_us = 0;      // measured time of one call with the chosen algorithm (median of its launches)
+    double first_us = 0;     // the same for the heuristic's first choice (0 if it failed to launch)
+    double tune_ms = 0;      // host time this backend spent timing (kernel loading and one synchronisation
+                             // included; 0 where it took the process's earlier choice)
+  };
+  std::vector<GemmTuning> gemm_tuning() const;
+  static constexpr int kLtCandidates = 8;
+  static constexpr double kLtMinGain = 0.03;
+
  private:
   // Row-major GEMM description (see Backend::GemmBatched), raw pointers.
   struct Gemm {
@@ -107,11 +130,36 @@ class CudaBackend final : public Backend {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
+    std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's list, kept until the choice is made
+    bool decided = false;        // algo is final (chosen at the plan's first call)
+    GemmTuning tuning;
     DType bias_as = DType::F32;  // dtype the epilogue reads the bias in (converted per call if it differs)
     bool usable = false;         // false: no algorithm for this case; use the fallback
   };
   bool linear_fused(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, Activation act,
                     const char* op);
+  cublasStatus_t lt_matmul(const LtPlan& plan, const cublasLtMatmulAlgo_t& algo, const Tensor& x, const Tensor& w,
+                           const Tensor& y) const;
+  // Makes plan.algo final at the plan's first call (bias pointer already set): the process-wide
+  // choice for this key if there is one, else the fastest candidate by timing (tuning on, more than
+  // one candidate, stream not capturing a graph), else the heuristic's first.
+  void lt_decide(const LtKey& key, LtPlan& plan, const Tensor& x, const Tensor& w, const Tensor& y, const char* op);
+  // Times each candidate (1 warm-up + kLtTimedCalls launches, events on the stream); fills plan.tuning
+  // and returns the index to keep (0 when nothing could be timed). Overwrites y.
+  int lt_time_candidates(LtPlan& plan, const Tensor& x, const Tensor& w, const Tensor& y) const;
+  static constexpr int kLtTimedCalls = 3;
+  // The choice per (device, key) is shared by every CudaBackend of the process, so two backends (a
+  // model reloaded in the studio, two test fixtures) give bit-identical results. Tuning off neither
+  // reads nor writes it.
+  struct LtChoice {
+    cublasLtMatmulAlgo_t algo{};
+    GemmTuning tuning;
+  };
+  struct LtChoices {
+    std::mutex mutex;
+    std::map<std::pair<int, LtKey>, LtChoice> by_key;
+  };
+  static LtChoices& lt_choices();
 
   // Grow-only device scratch. Growth frees the old block stream-ordered (cudaFreeAsync), so work
   // already enqueued keeps using it safely and nothing waits on the host. Two independent slots:
@@ -161,9 +209,11 @@ class CudaBackend final : public Backend {
   std::map<LtKey, LtPlan> lt_plans_;
   // Switches for A/B measurements (environment, read once at construction):
   // VMLA_CUDA_SIMPLE_ATTENTION=1 keeps every attention on the simple fp32 kernel,
-  // VMLA_CUDA_FUSED_LINEAR=0 keeps linear() on GEMM + bias/activation kernel.
+  // VMLA_CUDA_FUSED_LINEAR=0 keeps linear() on GEMM + bias/activation kernel,
+  // VMLA_GEMM_TUNE=0 keeps every cuBLASLt plan on the heuristic's first algorithm (no timing).
   bool tensor_core_attention_ = true;
   bool fused_linear_ = true;
+  bool gemm_tune_ = true;
   Scratch scratch_op_, scratch_gemm_;
   Staging staging_[2];
   int next_staging_ = 0;
