@@ -20,6 +20,9 @@
 #ifdef VMLA_WITH_CUDA
 #include "core/backend/cuda/cuda_backend.h"  // the GEMM tuning record
 #endif
+#ifdef VMLA_WITH_CUDA
+#include "kernels/flash_attention_sm90.cuh"
+#endif
 
 namespace vmla {
 namespace {
@@ -732,6 +735,64 @@ INSTANTIATE_TEST_SUITE_P(
                       AttnCase{64, 100, 2, 2, 64, 64, "attention f32 (simple kernel)", 0, DType::F32},
                       AttnCase{50, 70, 2, 2, 60, 60, "attention bf16 d60 (simple kernel)", 0, DType::BF16}),
     [](const ::testing::TestParamInfo<AttnCase>& i) { return "case" + std::to_string(i.index); });
+
+// The Hopper (wgmma) kernel against the mma.sync kernel on the same inputs, and the time of each in
+// the same run: the attention A/B of issue 5. A second backend with VMLA_CUDA_SM90_ATTENTION=0 runs
+// the mma.sync kernel. Only where the wgmma kernel runs (sm_90).
+TEST_F(CudaOps, Sm90AttentionMatchesMmaKernel) {
+#ifdef VMLA_WITH_CUDA
+  if (!kernels::sm90_attention_available()) GTEST_SKIP() << "not an sm_90 device: the wgmma kernel does not run";
+  setenv("VMLA_CUDA_SM90_ATTENTION", "0", 1);
+  std::unique_ptr<Backend> mma = create_cuda_backend(0);
+  unsetenv("VMLA_CUDA_SM90_ATTENTION");
+  struct Case {
+    int64_t Tq, Tk;
+    int heads, kv_heads;
+    const char* name;
+  };
+  const Case cases[] = {{4680, 15600, 12, 12, "Wan self 4680x15600 h12"},
+                        {4680, 4680, 12, 12, "Wan first chunk 4680x4680 h12"},
+                        {4680, 512, 12, 12, "Wan cross 4680x512 h12"},
+                        {300, 1000, 3, 1, "MQA 300x1000 (heads folded into rows)"},
+                        {129, 257, 2, 2, "partial tiles 129x257"}};
+  for (const Case& c : cases) {
+    const int d = 128;
+    const float scale = 1.f / std::sqrt(float(d));
+    std::vector<float> hq = random_host(c.Tq * c.heads * d, DType::BF16, -3.f, 3.f);
+    std::vector<float> hk = random_host(c.Tk * c.kv_heads * d, DType::BF16, -1.f, 1.f);
+    std::vector<float> hv = random_host(c.Tk * c.kv_heads * d, DType::BF16, -1.f, 1.f);
+    double ms[2] = {0, 0};
+    std::vector<float> res[2];
+    Backend* bes[2] = {gpu, mma.get()};
+    for (int b = 0; b < 2; ++b) {
+      Backend* be = bes[b];
+      OwnedTensor q = be->alloc(Shape{c.Tq, c.heads * d}, DType::BF16);
+      OwnedTensor k = be->alloc(Shape{c.Tk, c.kv_heads * d}, DType::BF16);
+      OwnedTensor v = be->alloc(Shape{c.Tk, c.kv_heads * d}, DType::BF16);
+      OwnedTensor o = be->alloc(Shape{c.Tq, c.heads * d}, DType::BF16);
+      be->upload(hq.data(), DType::F32, q.t);
+      be->upload(hk.data(), DType::F32, k.t);
+      be->upload(hv.data(), DType::F32, v.t);
+      be->fill(o.t, kNaN);
+      be->attention(q.t, k.t, v.t, o.t, c.heads, c.kv_heads, d, d, scale);
+      res[b] = get(be, o.t);
+      const int reps = 10;
+      be->synchronize();
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int r = 0; r < reps; ++r) be->attention(q.t, k.t, v.t, o.t, c.heads, c.kv_heads, d, d, scale);
+      be->synchronize();
+      ms[b] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+    }
+    const double err = compare(res[1], res[0], std::string("attention sm90 vs mma: ") + c.name);
+    EXPECT_LT(err, kTol) << c.name;
+    const double flop = 4.0 * double(c.Tq) * double(c.Tk) * c.heads * d;
+    std::printf("%-40s wgmma %.3f ms (%.0f TFLOP/s)  mma.sync %.3f ms (%.0f TFLOP/s)  %.2fx\n", c.name, ms[0],
+                flop / ms[0] * 1e-9, ms[1], flop / ms[1] * 1e-9, ms[1] / ms[0]);
+  }
+#else
+  GTEST_SKIP() << "no CUDA build";
+#endif
+}
 
 // ---- video layout -----------------------------------------------------------------------------------
 
