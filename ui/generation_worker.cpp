@@ -12,6 +12,7 @@
 #include "core/io/project.h"
 #include "core/model/model.h"
 #include "core/runtime/session.h"
+#include "core/runtime/warm_up.h"
 #include "core/tensor/backend.h"
 
 namespace vmla::ui {
@@ -84,6 +85,7 @@ void GenerationWorker::shutdown() {
   snapshots_.clear();
   root_.reset();
   session_.reset();
+  workspace_.reset();
   model_.reset();
   at_node_ = -1;
 }
@@ -93,7 +95,9 @@ void GenerationWorker::start_session(const vmla::io::ProjectSettings& settings) 
   root_.reset();
   session_.reset();
   at_node_ = -1;
-  session_ = std::make_unique<vmla::Session>(model_, session_options(settings));
+  vmla::SessionOptions options = session_options(settings);
+  options.workspace = workspace_;
+  session_ = std::make_unique<vmla::Session>(model_, options);
   root_ = session_->snapshot();
   SessionSummary s;
   s.attn_path = session_->attn_path();
@@ -104,6 +108,19 @@ void GenerationWorker::start_session(const vmla::io::ProjectSettings& settings) 
   s.steps = o.steps > 0 ? o.steps : int(cfg.timesteps.size());
   s.decode = o.decode;
   emit sessionReady(s);
+}
+
+// Part of loading: the one-time start-up costs of the backend (CUDA) are paid before the first chunk
+// is asked for. A cancel (stop, shutdown) only ends the warm-up early.
+void GenerationWorker::warm_up(const vmla::io::ProjectSettings& settings) {
+  if (!vmla::warm_up_useful(model_->backend())) return;
+  emit warmUpStarted();
+  vmla::WarmUpOptions o;
+  o.session = session_options(settings);
+  o.cancel_requested = [c = control_] { return c->cancel_requested(); };
+  const vmla::WarmUpReport r = vmla::warm_up(model_, o);
+  workspace_ = r.workspace;
+  emit warmUpFinished(r.seconds);
 }
 
 void GenerationWorker::loadModel(const QString& path, const QString& backend,
@@ -127,6 +144,7 @@ void GenerationWorker::loadModel(const QString& path, const QString& backend,
         m.description = QString::fromStdString(info.description);
         m.params = info.params_total;
         emit modelLoaded(m);
+        warm_up(settings);
         start_session(settings);
       },
       QStringLiteral("Could not load the model"), context);

@@ -14,6 +14,7 @@
 namespace vmla {
 class Model;
 class Session;
+class SessionWorkspace;
 class Snapshot;
 }  // namespace vmla
 
@@ -26,8 +27,9 @@ class GenerationWorker : public QObject {
   ~GenerationWorker() override;
 
  public slots:
-  // Loads the model onto a new backend and starts a session. Answers modelLoaded + sessionReady or
-  // failed; the model's SHA-256 follows with modelHashed.
+  // Loads the model onto a new backend, warms it up where that pays (CUDA: warmUpStarted, then
+  // warmUpFinished) and starts a session. Answers modelLoaded + sessionReady or failed; the model's
+  // SHA-256 follows with modelHashed.
   void loadModel(const QString& path, const QString& backend, const vmla::io::ProjectSettings& settings);
   // A new session on the loaded model (all snapshots dropped). Answers sessionReady or failed.
   void configure(const vmla::io::ProjectSettings& settings);
@@ -38,6 +40,8 @@ class GenerationWorker : public QObject {
 
  signals:
   void modelLoaded(const vmla::ui::ModelSummary& summary);
+  void warmUpStarted();
+  void warmUpFinished(double seconds);
   void modelHashed(const QString& path, const QString& sha256);
   void sessionReady(const vmla::ui::SessionSummary& summary);
   void chunkFinished(const vmla::ui::ChunkResult& result);
@@ -47,10 +51,13 @@ class GenerationWorker : public QObject {
 
  private:
   void start_session(const vmla::io::ProjectSettings& settings);
+  void warm_up(const vmla::io::ProjectSettings& settings);
 
   std::shared_ptr<GenerationControl> control_;
   std::shared_ptr<FrameRing> ring_;
   std::shared_ptr<vmla::Model> model_;
+  // The warm-up's workspace, shared by every session of the model (one at a time); null without one.
+  std::shared_ptr<vmla::SessionWorkspace> workspace_;
   std::unique_ptr<vmla::Session> session_;
   std::shared_ptr<const vmla::Snapshot> root_;  // the empty video
   // State after each chunk, least recently used first out beyond max_snapshots_ (the GUI is told, and

@@ -113,6 +113,12 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), ctl_(new StudioCo
     status_model_->setText(tr("loading %1…").arg(QFileInfo(p).fileName()));
     update_actions();
   });
+  connect(ctl_, &StudioController::warmUpStarted, this, &MainWindow::update_status);
+  connect(ctl_, &StudioController::warmUpFinished, this, [this](double seconds) {
+    status_device_->setToolTip(tr("Start-up warm-up: %1 s (paid at loading instead of by the first chunk)")
+                                   .arg(seconds, 0, 'f', 2));
+    update_status();
+  });
   connect(ctl_, &StudioController::sessionReady, this, [this] {
     settings_->setSettings(ctl_->settings());
     update_actions();
@@ -733,6 +739,7 @@ void MainWindow::on_model_loaded(const ModelSummary& m) {
   prompt_->setVocabulary(m.vocabulary, m.config.text_len);
   settings_->setModelDefaults(m.config);
   status_device_->setText(QStringLiteral("  %1 · %2  ").arg(m.backend.toUpper(), m.device));
+  status_device_->setToolTip(QString());
   status_model_->setText(QStringLiteral("%1 · %2M parameters%3 · %4×%5 @ %6 fps")
                              .arg(m.name)
                              .arg(double(m.params) / 1e6, 0, 'f', 1)
@@ -792,7 +799,8 @@ void MainWindow::update_title() {
 
 void MainWindow::update_status() {
   QString s;
-  if (ctl_->modelLoading()) s = tr("Loading the model…");
+  if (ctl_->modelLoading() && ctl_->warmingUp()) s = tr("Loading the model: warming up %1…").arg(ctl_->model().backend.toUpper());
+  else if (ctl_->modelLoading()) s = tr("Loading the model…");
   else if (!ctl_->hasModel()) s = tr("No model: open one (File > Open model)");
   else if (ctl_->paused()) s = tr("Paused");
   else if (ctl_->generating()) {

@@ -46,6 +46,15 @@ StudioController::StudioController(QObject* parent)
   connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
   connect(worker_, &GenerationWorker::modelLoaded, this, &StudioController::on_model_loaded);
   connect(worker_, &GenerationWorker::modelHashed, this, &StudioController::on_model_hashed);
+  connect(worker_, &GenerationWorker::warmUpStarted, this, [this] {
+    warming_up_ = true;
+    emit warmUpStarted();
+  });
+  connect(worker_, &GenerationWorker::warmUpFinished, this, [this](double seconds) {
+    warming_up_ = false;
+    warm_up_s_ = seconds;
+    emit warmUpFinished(seconds);
+  });
   connect(worker_, &GenerationWorker::sessionReady, this, &StudioController::on_session_ready);
   connect(worker_, &GenerationWorker::chunkFinished, this, &StudioController::on_chunk_finished);
   connect(worker_, &GenerationWorker::failed, this, &StudioController::on_failed);
@@ -422,6 +431,7 @@ void StudioController::invalidate_engine_state(bool frames_too) {
 
 void StudioController::on_model_loaded(const ModelSummary& m) {
   model_ = m;
+  warm_up_s_ = 0;
   model_path_ = m.path;
   requested_model_.clear();
   if (!created_.isEmpty()) touch();
@@ -511,6 +521,7 @@ void StudioController::on_failed(const Failure& f) {
     const Setup s = in_flight_setup_;
     in_flight_setup_ = Setup::None;
     loading_ = false;
+    warming_up_ = false;
     requested_model_.clear();
     if (s == Setup::Configure && settings_ != session_settings_) {
       // Keep working with the settings that worked.

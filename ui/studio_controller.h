@@ -44,6 +44,9 @@ class StudioController : public QObject {
   const vmla::io::ProjectSettings& settings() const { return settings_; }
   bool hasModel() const { return model_.has_value(); }
   bool modelLoading() const { return loading_; }
+  // The last step of loading on backends that gain from it (CUDA): the start-up warm-up.
+  bool warmingUp() const { return warming_up_; }
+  double warmUpSeconds() const { return warm_up_s_; }  // of the loaded model; 0: none
   const ModelSummary& model() const { return *model_; }
   const SessionSummary& session() const { return session_; }
   QString modelPath() const { return model_path_; }
@@ -105,6 +108,8 @@ class StudioController : public QObject {
  signals:
   void modelLoadStarted(const QString& path);
   void modelLoaded(const vmla::ui::ModelSummary& m);
+  void warmUpStarted();
+  void warmUpFinished(double seconds);
   void sessionReady(const vmla::ui::SessionSummary& s);
   void treeChanged();
   void nodeChanged(int id);
@@ -146,6 +151,8 @@ class StudioController : public QObject {
   int tip_ = -1;
   int rendering_ = -1;
   bool busy_ = false, loading_ = false, generating_ = false, paused_ = false, keep_going_ = false;
+  bool warming_up_ = false;
+  double warm_up_s_ = 0;
   bool dirty_ = false;
   Setup setup_ = Setup::None, in_flight_setup_ = Setup::None;
   bool regenerate_after_setup_ = false;

@@ -12,6 +12,7 @@
 #include "core/runtime/sampler.h"
 #include "core/runtime/session.h"
 #include "core/runtime/stream_sweep.h"
+#include "core/runtime/warm_up.h"
 
 namespace vmla::cli {
 
@@ -20,7 +21,9 @@ namespace {
 const std::vector<OptionSpec> kBenchOptions = {
     {"backend", 'b', true, "NAME", "cpu, cuda or auto (default auto)"},
     {"chunks", 'n', true, "N", "timed chunks (default 4)"},
-    {"warmup", 0, true, "N", "untimed warm-up chunks (default: enough to fill sink + window)"},
+    {"warmup", 0, true, "N", "untimed chunks before the timed ones (default: enough to fill sink + window)"},
+    {"no-warmup", 0, false, "", "skip the start-up warm-up (CUDA: a throwaway session after model creation, so the "
+                                "first chunk is timed warm) and time a cold first chunk"},
     {"layers", 0, true, "N", "override the layer count (e.g. 2 for quick checks)"},
     {"attn", 0, true, "PATH", "MLA path: auto, expanded or absorbed (default auto)"},
     {"sink", 0, true, "FRAMES", "sink latent frames (default: the configuration's)"},
@@ -213,8 +216,22 @@ int cmd_bench(const std::vector<std::string>& argv) {
   so.attn_path = parse_attn_path(a.get_or("attn", "auto"));
   so.decode = !a.flag("no-decode");
   so.keep_snapshots = false;
+  if (a.get("streams") && a.flag("no-warmup"))
+    throw UsageError("--no-warmup does not go with --streams (the sweep warms every stream with untimed chunks)");
   if (a.get("streams")) return bench_streams(a, cfg, be, model, load_s, so);
   if (a.get("memory-gb") || a.flag("no-share")) throw UsageError("--memory-gb and --no-share go with --streams");
+  // Start-up warm-up (issue 5), timed apart; the session reuses the workspace it grew, as the studio's do.
+  WarmUpReport wr;
+  if (!a.flag("no-warmup")) {
+    WarmUpOptions wo;
+    wo.session = so;
+    wr = warm_up(model, wo);
+    so.workspace = wr.workspace;  // null when it did not run
+  }
+  char warmup_text[64];
+  if (wr.ran) std::snprintf(warmup_text, sizeof warmup_text, "warm-up %.2f s (%d chunks)", wr.seconds, wr.chunks);
+  else if (a.flag("no-warmup")) std::snprintf(warmup_text, sizeof warmup_text, "no warm-up (--no-warmup)");
+  else std::snprintf(warmup_text, sizeof warmup_text, "no warm-up (no gain on %s)", be->name().c_str());
   // Warm up until the window is full, so that every timed pass sees the steady-state context.
   const int ctx_frames = (so.sink_frames >= 0 ? so.sink_frames : cfg.sink_frames) +
                          (so.window_frames >= 0 ? so.window_frames : cfg.window_frames);
@@ -224,21 +241,34 @@ int cmd_bench(const std::vector<std::string>& argv) {
 
   std::vector<double> pass_ms, chunk_ms, decode_ms;
   double first_chunk_s = 0;
+  // The first chunk's parts: session construction, prompt encoding, DiT passes, decoder.
+  double first_session_ms = 0, first_prompt_ms = 0, first_dit_ms = 0, first_decode_ms = 0;
+  int first_passes = 0;
   size_t cache_bytes = 0, mha_bytes = 0, cache_cap = 0;
   const auto t_session = clock::now();
   Session session(model, so);
+  be->synchronize();
+  first_session_ms = std::chrono::duration<double, std::milli>(clock::now() - t_session).count();
   const int passes = int(chunk_sigmas(cfg, so.steps).size()) + 1;
   SessionCallbacks cb;
   bool timing = false;
-  cb.on_progress = [&](const Progress&) {
+  cb.on_progress = [&](const Progress& p) {
     if (timing) pass_ms.push_back(session.metrics().ms_last_pass);
+    if (p.chunk == 0) {
+      first_dit_ms += session.metrics().ms_last_pass;
+      ++first_passes;
+    }
   };
   for (int c = 0; c < warmup + timed; ++c) {
     timing = c >= warmup;
     ChunkSpec spec{"a red ball bouncing on the beach at sunset", 7, false};
     session.extend(spec, cb);
     const Metrics& m = session.metrics();
-    if (c == 0) first_chunk_s = std::chrono::duration<double>(clock::now() - t_session).count();
+    if (c == 0) {
+      first_chunk_s = std::chrono::duration<double>(clock::now() - t_session).count();
+      first_prompt_ms = m.ms_last_prompt;
+      first_decode_ms = m.ms_last_decode;
+    }
     if (timing) {
       chunk_ms.push_back(m.ms_last_chunk - m.ms_last_decode);
       decode_ms.push_back(m.ms_last_decode);
@@ -256,9 +286,11 @@ int cmd_bench(const std::vector<std::string>& argv) {
   const double flops = model->dit().pass_flops(ctx_frames, cfg.chunk_frames, session.attn_path() == AttnPath::Absorbed);
   const double tflops = flops / (med_pass / 1e3) / 1e12;
   const char* path = cfg.attention == AttentionKind::MLA ? attn_path_name(session.attn_path()) : "dense";
+  const double first_other_ms =
+      first_chunk_s * 1e3 - first_session_ms - first_prompt_ms - first_dit_ms - first_decode_ms;
 
-  std::printf("config            %s (%s, %d layers, random weights; setup %.1f s)\n", cfg.name.c_str(),
-              cfg.attention == AttentionKind::MLA ? "MLA" : "MHA", cfg.layers, load_s);
+  std::printf("config            %s (%s, %d layers, random weights; setup %.1f s, %s)\n", cfg.name.c_str(),
+              cfg.attention == AttentionKind::MLA ? "MLA" : "MHA", cfg.layers, load_s, warmup_text);
   std::printf("backend           %s: %s\n", be->name().c_str(), be->device_name().c_str());
   std::printf("stream            %dx%d, %d tokens/frame, chunk %d latent frames (%d video frames), sink %d + window %d, %d passes/chunk, attention %s\n",
               cfg.width, cfg.height, cfg.tokens_per_frame(), cfg.chunk_frames, vf,
@@ -268,6 +300,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
   std::printf("ms per chunk      %.2f DiT + %.2f decoder (median of %zu)\n", med_chunk, med_dec, chunk_ms.size());
   std::printf("frames/s          %.2f DiT only, %.2f with decoder; real time x%.2f\n", fps_dit, fps_all, fps_all / cfg.fps);
   std::printf("first chunk       %.3f s (session start to frames)\n", first_chunk_s);
+  std::printf("first chunk: session %.1f ms, prompt %.1f ms, DiT %.1f ms (%d passes), decoder %.1f ms, other %.1f ms\n",
+              first_session_ms, first_prompt_ms, first_dit_ms, first_passes, first_decode_ms, first_other_ms);
   std::printf("cache             %s in use, %s allocated; MHA layout would need %s (%.2fx)\n",
               human_bytes(double(cache_bytes)).c_str(), human_bytes(double(cache_cap)).c_str(),
               human_bytes(double(mha_bytes)).c_str(), cache_bytes ? double(mha_bytes) / double(cache_bytes) : 0.0);
@@ -279,7 +313,11 @@ int cmd_bench(const std::vector<std::string>& argv) {
     nlohmann::json j = {{"config", cfg.name}, {"layers", cfg.layers}, {"backend", be->name()}, {"device", be->device_name()},
                         {"attention", path}, {"ms_per_pass", med_pass}, {"ms_per_chunk_dit", med_chunk},
                         {"ms_per_chunk_decoder", med_dec}, {"fps_dit", fps_dit}, {"fps_total", fps_all},
-                        {"realtime_factor", fps_all / cfg.fps}, {"first_chunk_s", first_chunk_s}, {"tflops", tflops},
+                        {"realtime_factor", fps_all / cfg.fps}, {"first_chunk_s", first_chunk_s},
+                        {"first_chunk_ms", {{"session", first_session_ms}, {"prompt", first_prompt_ms},
+                                            {"dit", first_dit_ms}, {"dit_passes", first_passes},
+                                            {"decoder", first_decode_ms}, {"other", first_other_ms}}},
+                        {"warmup_s", wr.seconds}, {"tflops", tflops},
                         {"cache_bytes", cache_bytes}, {"mha_cache_bytes", mha_bytes}, {"engine_bytes", mi.allocated_by_engine},
                         {"device_used", mi.device_used}, {"pass_ms", pass_ms}, {"chunk_ms", chunk_ms}};
     std::ofstream f(*jf);

@@ -12,6 +12,7 @@
 #include "core/model/model.h"
 #include "core/runtime/sampler.h"
 #include "core/runtime/session.h"
+#include "core/runtime/warm_up.h"
 #ifdef VMLA_WITH_FFMPEG
 #include "core/io/png_writer.h"
 #include "core/io/video_writer.h"
@@ -175,8 +176,16 @@ int cmd_generate(const std::vector<std::string>& argv) {
   }
 #endif
 
-  Session session(model, so);
   std::signal(SIGINT, on_sigint);
+  // On CUDA the one-time start-up costs are paid here rather than by the first chunk (an interrupt
+  // only ends the warm-up early). The session keeps the workspace the warm-up grew.
+  WarmUpOptions wo;
+  wo.session = so;
+  wo.cancel_requested = [] { return g_interrupted.load(); };
+  const WarmUpReport wr = warm_up(model, wo);
+  so.workspace = wr.workspace;
+  if (wr.ran && !quiet) std::fprintf(stderr, "warm-up on %s: %.2f s\n", be->name().c_str(), wr.seconds);
+  Session session(model, so);
   SessionCallbacks cb;
   cb.cancel_requested = [] { return g_interrupted.load(); };
   const auto t0 = std::chrono::steady_clock::now();

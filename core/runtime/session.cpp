@@ -354,8 +354,14 @@ void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
     if (cb.on_progress) cb.on_progress(pr);
   };
 
+  double prompt_ms = 0;
   try {
-    if (switching) im.set_prompt(spec.prompt);
+    if (switching) {
+      const auto t0 = clock::now();
+      im.set_prompt(spec.prompt);
+      be.synchronize();  // timed on its own (Metrics::ms_last_prompt); once per prompt
+      prompt_ms = elapsed(t0) * 1e3;
+    }
     if (recache) {
       // Re-run the window's clean frames under the new prompt; context = the sink only.
       const auto t0 = clock::now();
@@ -471,6 +477,7 @@ void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
   m.ms_last_chunk = chunk_ms;
   m.ms_avg_chunk = im.chunk_ms_total / double(m.chunks);
   m.ms_last_decode = decode_ms;
+  m.ms_last_prompt = prompt_ms;
   m.fps = cfg.frames_per_chunk() / (chunk_ms / 1e3);
   m.realtime_factor = m.fps / cfg.fps;
   m.seconds_generated = double(m.frames) / cfg.fps;

@@ -103,6 +103,7 @@ struct Metrics {
   double ms_last_pass = 0, ms_avg_pass = 0;
   double ms_last_chunk = 0, ms_avg_chunk = 0;  // DiT + decoder
   double ms_last_decode = 0;
+  double ms_last_prompt = 0;   // prompt encoding (text encoder + cross-attention K/V); 0: prompt unchanged
   double fps = 0;              // video frames generated per second (last chunk)
   double realtime_factor = 0;  // fps / model fps
   double seconds_generated = 0;

@@ -73,6 +73,9 @@ class Backend {
   virtual Device device() const = 0;
   virtual DType act_dtype() const = 0;  // storage type for activations and weights
   virtual MemoryInfo memory_info() const = 0;
+  // Whether a start-up warm-up (core/runtime/warm_up.h) pays for itself: true where the first use of
+  // an op costs one-time work (CUDA: lazy module loading, GEMM plans), false where it only costs time.
+  virtual bool benefits_from_warm_up() const { return false; }
   // One line on choices the backend made at run time, for benchmark logs (CUDA: the GEMM algorithm
   // tuning); empty when there is nothing to report.
   virtual std::string diagnostics() const { return {}; }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end: videomla generate (mp4 and PNG), info, bench tiny (and --streams), init, convert and their errors.
+# End-to-end: videomla generate (mp4 and PNG), info, bench tiny (and --streams), init, convert and their errors,
+# and the start-up warm-up (forced on the CPU with VMLA_WARMUP=1).
 set -uo pipefail
 VMLA=$1
 WORK=$2
@@ -26,6 +27,9 @@ check "generate png exit code" test $? -eq 0
 check "24 PNG frames" test "$(ls frames/*.png | wc -l)" -eq 24
 "$VMLA" generate -p "a red ball bouncing on the beach at sunset" --chunks 2 --seed 3 -o frames2 --png -q > /dev/null 2>&1
 check "same seed, same frames" diff -rq frames frames2
+VMLA_WARMUP=1 "$VMLA" generate -p "a red ball bouncing on the beach at sunset" --chunks 2 --seed 3 -o frames3 --png > warm-gen.log 2>&1
+check "generate after a warm-up: the same frames" diff -rq frames frames3
+check "generate reports the warm-up" grep -q "^warm-up on cpu: [0-9.]* s$" warm-gen.log
 
 # --seconds rounds up to whole chunks
 "$VMLA" generate -p "a blue fish" --seconds 1 -o one.mp4 -q > /dev/null 2>&1
@@ -46,6 +50,10 @@ check "info --config wan1.3b-mla: 224 vs 3072" grep -q "224 values per layer (MH
 "$VMLA" bench tiny --backend cpu --chunks 2 --warmup 1 > bench.log 2>&1
 check "bench tiny exit code" test $? -eq 0
 check "bench prints a one-line summary last" bash -c "tail -n 1 bench.log | grep -q '^bench vmla-tiny on cpu:'"
+check "bench: no start-up warm-up on the cpu" grep -q "no warm-up (no gain on cpu)" bench.log
+check "bench: the first chunk in parts" grep -Eq '^first chunk: session [0-9.]+ ms, prompt [0-9.]+ ms, DiT [0-9.]+ ms \(5 passes\), decoder [0-9.]+ ms, other -?[0-9.]+ ms$' bench.log
+VMLA_WARMUP=1 "$VMLA" bench tiny --backend cpu --chunks 1 --warmup 0 --steps 1 --json warm.json > warm.log 2>&1
+check "bench with a warm-up: setup line and JSON" bash -c "grep -q 'warm-up [0-9.]* s (2 chunks))' warm.log && python3 -c \"import json, sys; j = json.load(open('warm.json')); sys.exit(not (j['warmup_s'] > 0 and j['first_chunk_ms']['dit_passes'] == 2))\""
 # concurrent streams: per-stream and shared memory, the projection, the MLA/MHA cache ratio
 "$VMLA" bench tiny --streams 2 --backend cpu --chunks 1 --steps 1 --json streams.json > streams.log 2>&1
 check "bench --streams exit code" test $? -eq 0

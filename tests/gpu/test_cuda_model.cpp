@@ -1,5 +1,6 @@
 // Whole-chunk parity: the CUDA backend (bf16 storage, fp32 accumulation) against the CPU backend (fp32)
-// for the tiny model and 2-layer Wan-1.3B MLA/MHA configurations with the same random weights.
+// for the tiny model and 2-layer Wan-1.3B MLA/MHA configurations with the same random weights; and
+// the start-up warm-up on CUDA changes no frame.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,6 +8,7 @@
 
 #include "core/model/model.h"
 #include "core/runtime/session.h"
+#include "core/runtime/warm_up.h"
 
 using namespace vmla;
 
@@ -75,3 +77,36 @@ TEST(CudaModelParity, TinyMha) { parity("tiny-mha", -1, 2, AttnPath::Auto); }
 TEST(CudaModelParity, Wan13bMla2Layers) { parity("wan1.3b-mla", 2, 2, AttnPath::Absorbed); }
 TEST(CudaModelParity, Wan13bMlaExpanded2Layers) { parity("wan1.3b-mla", 2, 1, AttnPath::Expanded); }
 TEST(CudaModelParity, Wan13bMha2Layers) { parity("wan1.3b-mha", 2, 2, AttnPath::Auto); }
+
+// The warm-up (not forced: the CUDA backend asks for it) leaves the frames of later sessions
+// bit-identical to those of a session on a backend that had none. Each run gets a backend of its own,
+// so the warmed one starts without GEMM plans or scratch, as a process does.
+TEST(CudaWarmUp, FramesBitIdenticalWithAndWithoutWarmUp) {
+  if (!have_cuda()) GTEST_SKIP() << "no CUDA device";
+  ModelConfig cfg = ModelConfig::from_file(std::string(VMLA_SOURCE_DIR) + "/resources/configs/tiny.json");
+  const auto vocab = load_vocabulary_file(std::string(VMLA_SOURCE_DIR) + "/resources/vocab/tiny-words.txt");
+  auto run = [&](bool warm) {
+    auto m = Model::random(cfg, vocab, 42, std::shared_ptr<Backend>(create_backend("cuda")));
+    SessionOptions so;
+    so.keep_snapshots = false;
+    if (warm) {
+      WarmUpOptions o;
+      o.session = so;
+      const WarmUpReport r = warm_up(m, o);
+      EXPECT_TRUE(r.ran);
+      EXPECT_EQ(r.chunks, 2);
+      std::printf("[warm-up] tiny on cuda: %.3f s, %d chunks\n", r.seconds, r.chunks);
+      so.workspace = r.workspace;
+    }
+    Session s(m, so);
+    std::vector<std::vector<uint8_t>> frames;
+    SessionCallbacks cb;
+    cb.on_frames = [&](const FrameBatch& b) { frames.emplace_back(b.rgb, b.rgb + size_t(b.count) * b.width * b.height * 3); };
+    for (int c = 0; c < 4; ++c) s.extend({"a red ball bouncing on the beach at sunset", 7, false}, cb);
+    return frames;
+  };
+  const auto cold = run(false), warm = run(true);
+  ASSERT_EQ(cold.size(), 4u);
+  ASSERT_EQ(warm.size(), cold.size());
+  for (size_t i = 0; i < cold.size(); ++i) EXPECT_TRUE(warm[i] == cold[i]) << "chunk " << i;
+}

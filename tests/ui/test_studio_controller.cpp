@@ -1,5 +1,6 @@
 // The studio's logic without widgets (offscreen): generation on the worker thread against an engine
-// run of our own, rewind, branches, prompt switches, settings, projects, cancel, pause, shutdown.
+// run of our own, rewind, branches, prompt switches, settings, projects, cancel, pause, shutdown,
+// the start-up warm-up.
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
@@ -302,6 +303,34 @@ class TestStudioController : public QObject {
     QCOMPARE(done.count(), 2);
     QCOMPARE(done[0][0].toInt(), path[0]);
     QVERIFY(c.tree().node(c.path()[1])->frames == old.frames);
+    verify_path_matches_engine(c);
+  }
+
+  // The CPU backend gains nothing from a warm-up; VMLA_WARMUP=1 makes it run one, so this drives the
+  // studio's CUDA path: the warm-up is the last step of loading and changes no frame.
+  void warmUpIsPartOfLoadingAndChangesNoFrame() {
+    qputenv("VMLA_WARMUP", "1");
+    StudioController c;
+    QSignalSpy started(&c, &StudioController::warmUpStarted);
+    QSignalSpy finished(&c, &StudioController::warmUpFinished);
+    bool loading_while_warming = false, ready_after_warm_up = false;
+    connect(&c, &StudioController::warmUpStarted, this, [&] { loading_while_warming = c.modelLoading() && c.warmingUp(); });
+    connect(&c, &StudioController::sessionReady, this, [&] { ready_after_warm_up = finished.count() == 1; });
+    c.loadModel(model_path());
+    const bool idle = wait_idle(c);
+    qunsetenv("VMLA_WARMUP");
+    QVERIFY(idle);
+    QCOMPARE(started.count(), 1);
+    QCOMPARE(finished.count(), 1);
+    QVERIFY(loading_while_warming);
+    QVERIFY(ready_after_warm_up);
+    QVERIFY(!c.warmingUp());
+    QVERIFY(c.warmUpSeconds() > 0);
+    c.setPrompt("a red ball bouncing on the beach");
+    c.seeds().set_mode(SeedPolicy::Mode::Increment);
+    c.seeds().set_value(70);
+    c.generateNew(2);
+    QVERIFY(wait_idle(c));
     verify_path_matches_engine(c);
   }
 

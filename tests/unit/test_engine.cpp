@@ -1,8 +1,10 @@
 // Engine tests on the CPU backend: noise, sampler, cache ring, MLA paths, sessions (determinism,
-// snapshots, rewind, cancel, prompt switch), streaming decoder, tokenizer and configuration errors.
+// snapshots, rewind, cancel, prompt switch), start-up warm-up, streaming decoder, tokenizer and
+// configuration errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/model/autoencoder.h"
@@ -11,6 +13,7 @@
 #include "core/runtime/noise.h"
 #include "core/runtime/sampler.h"
 #include "core/runtime/session.h"
+#include "core/runtime/warm_up.h"
 #include "tests/unit/engine_fixture.h"
 
 using namespace vmla;
@@ -153,6 +156,11 @@ TEST(Session, ExtendByNChunksReportsMetrics) {
     EXPECT_GT(mt.ms_last_chunk, 0.0);
     EXPECT_GT(mt.fps, 0.0);
     EXPECT_EQ(mt.mha_cache_bytes * 24, mt.cache_bytes * 128);  // 16 + 8 vs 2 * 64 values per token
+    if (reports == 1) {
+      EXPECT_GT(mt.ms_last_prompt, 0.0);  // encoded once, with the first chunk
+    } else {
+      EXPECT_EQ(mt.ms_last_prompt, 0.0);
+    }
   };
   s.extend(kBall, 3, cb);
   EXPECT_EQ(s.chunks(), 3);
@@ -236,6 +244,57 @@ TEST(Session, PromptSwitchHardCutAndRecache) {
   EXPECT_EQ(0, std::memcmp(a[1].data(), b[1].data(), a[1].size() * 4));
   EXPECT_GT(rel_err(b[2], a[2]), 1e-3);  // the prompt matters
   EXPECT_GT(rel_err(c, b[2]), 1e-4);     // re-caching changes the continuation
+}
+
+// The warm-up changes no result: sessions after a (forced) warm-up of the same model, on their own
+// workspace or on the one the warm-up grew, give the bytes of a session run before it.
+TEST(WarmUp, ForcedWarmUpLeavesLaterFramesBitIdentical) {
+  auto m = small_model("mla");
+  Session cold(m);
+  std::vector<std::vector<uint8_t>> want;
+  auto want_lat = run_chunks(cold, {kBall, kBall, kFish}, &want);
+  WarmUpOptions o;
+  o.force = true;
+  const WarmUpReport r = warm_up(m, o);
+  EXPECT_TRUE(r.ran);
+  EXPECT_FALSE(r.cancelled);
+  EXPECT_EQ(r.chunks, 2);
+  EXPECT_GT(r.seconds, 0.0);
+  ASSERT_TRUE(r.workspace);
+  EXPECT_GT(r.workspace->arena_bytes(), 0u);
+  for (bool shared : {false, true}) {
+    SessionOptions so;
+    if (shared) so.workspace = r.workspace;
+    Session warm(m, so);
+    std::vector<std::vector<uint8_t>> got;
+    auto got_lat = run_chunks(warm, {kBall, kBall, kFish}, &got);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i], want[i]) << "frames of chunk " << i << (shared ? " (warm-up's workspace)" : "");
+      EXPECT_EQ(0, std::memcmp(got_lat[i].data(), want_lat[i].data(), want_lat[i].size() * 4)) << "latent of chunk " << i;
+    }
+  }
+}
+
+TEST(WarmUp, OffOnTheCpuUnlessAskedAndACancelEndsItQuietly) {
+  auto m = small_model("mla");
+  EXPECT_FALSE(m->backend().benefits_from_warm_up());
+  ::unsetenv("VMLA_WARMUP");
+  EXPECT_FALSE(warm_up_useful(m->backend()));
+  const WarmUpReport skipped = warm_up(m);
+  EXPECT_FALSE(skipped.ran);
+  EXPECT_FALSE(skipped.workspace);
+  ::setenv("VMLA_WARMUP", "1", 1);
+  EXPECT_TRUE(warm_up_useful(m->backend()));
+  ::unsetenv("VMLA_WARMUP");
+  WarmUpOptions o;
+  o.force = true;
+  int polls = 0;
+  o.cancel_requested = [&] { return ++polls > 1; };
+  const WarmUpReport cut = warm_up(m, o);
+  EXPECT_TRUE(cut.ran);
+  EXPECT_TRUE(cut.cancelled);
+  EXPECT_EQ(cut.chunks, 0);
 }
 
 TEST(Decoder, ChunkedDecodingEqualsWhole) {

@@ -31,6 +31,7 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::CUDA; }
   DType act_dtype() const override { return DType::BF16; }
   MemoryInfo memory_info() const override;
+  bool benefits_from_warm_up() const override { return true; }
   std::string diagnostics() const override;  // the GEMM tuning summary (see gemm_tuning())
 
   Buffer alloc_bytes(size_t bytes) override;
