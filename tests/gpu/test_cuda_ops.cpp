@@ -453,16 +453,20 @@ TEST_F(CudaOps, GemmBatched) {
 // heuristic's first (a backend made with VMLA_GEMM_TUNE=0), host-timed like the attention cases.
 TEST_F(CudaOps, LinearTunedWanShapes) {
 #ifdef VMLA_WITH_CUDA
-  const char* env = std::getenv("VMLA_GEMM_TUNE");
-  const bool tuning = !(env && std::strcmp(env, "0") == 0);
-  const std::string saved = env ? env : "";
-  setenv("VMLA_GEMM_TUNE", "0", 1);
-  std::unique_ptr<Backend> first = create_cuda_backend(0);
-  if (env)
-    setenv("VMLA_GEMM_TUNE", saved.c_str(), 1);
-  else
-    unsetenv("VMLA_GEMM_TUNE");
-  std::unique_ptr<Backend> second = create_cuda_backend(0);
+  // Tuning is off by default (bit-exact runs); these backends switch it on (1) or keep it off (0).
+  auto make_backend = [](const char* tune) {
+    const char* env = std::getenv("VMLA_GEMM_TUNE");
+    const std::string saved = env ? env : "";
+    setenv("VMLA_GEMM_TUNE", tune, 1);
+    std::unique_ptr<Backend> be = create_cuda_backend(0);
+    if (env)
+      setenv("VMLA_GEMM_TUNE", saved.c_str(), 1);
+    else
+      unsetenv("VMLA_GEMM_TUNE");
+    return be;
+  };
+  std::unique_ptr<Backend> tuned_be = make_backend("1"), first = make_backend("0"), second = make_backend("1");
+  Backend* tb = tuned_be.get();
   auto record = [](Backend* be, int64_t M, int64_t N, int64_t K) {
     for (const CudaBackend::GemmTuning& t : dynamic_cast<CudaBackend&>(*be).gemm_tuning())
       if (t.M == M && t.N == N && t.K == K) return t;
@@ -482,8 +486,8 @@ TEST_F(CudaOps, LinearTunedWanShapes) {
     Pair b = rnd(Shape{c.N}, DType::F32);
     Pair y = out(Shape{c.M, c.N});
     cpu->linear(x.c.t, w.c.t, b.c.t, y.c.t, c.act);
-    gpu->linear(x.g.t, w.g.t, b.g.t, y.g.t, c.act);  // the shape's first call: timing, then the real call
-    const std::vector<float> ref = get(cpu, y.c.t), tuned = get(gpu, y.g.t);
+    tb->linear(x.g.t, w.g.t, b.g.t, y.g.t, c.act);  // the shape's first call: timing, then the real call
+    const std::vector<float> ref = get(cpu, y.c.t), tuned = get(tb, y.g.t);
     EXPECT_LT(compare(ref, tuned, c.name), kTol) << c.name;
     // The inputs are device memory of the same device, so the other backends read them directly.
     OwnedTensor y1 = first->alloc(Shape{c.M, c.N}, DType::BF16), y2 = second->alloc(Shape{c.M, c.N}, DType::BF16);
@@ -506,19 +510,19 @@ TEST_F(CudaOps, LinearTunedWanShapes) {
     };
     double us_tuned = std::numeric_limits<double>::infinity(), us_first = us_tuned;
     for (int round = 0; round < 5; ++round) {
-      us_tuned = std::min(us_tuned, time_us(gpu, y.g.t));
+      us_tuned = std::min(us_tuned, time_us(tb, y.g.t));
       us_first = std::min(us_first, time_us(first.get(), y1.t));
     }
-    EXPECT_TRUE(get(gpu, y.g.t) == tuned) << c.name << ": later calls gave other bits than the tuning call";
+    EXPECT_TRUE(get(tb, y.g.t) == tuned) << c.name << ": later calls gave other bits than the tuning call";
 
-    const CudaBackend::GemmTuning t = record(gpu, c.M, c.N, c.K), t1 = record(first.get(), c.M, c.N, c.K),
+    const CudaBackend::GemmTuning t = record(tb, c.M, c.N, c.K), t1 = record(first.get(), c.M, c.N, c.K),
                                   t2 = record(second.get(), c.M, c.N, c.K);
     EXPECT_EQ(t1.chosen, 0);
     EXPECT_FALSE(t1.measured);
     EXPECT_EQ(t2.chosen, t.chosen);
     EXPECT_GE(t.candidates, 1);
     EXPECT_LT(t.chosen, std::max(t.candidates, 1));
-    if (tuning && t.candidates > 1) {
+    if (t.candidates > 1) {
       EXPECT_TRUE(t.measured) << c.name;
       if (t.first_us > 0) {
         EXPECT_LE(t.best_us, t.first_us);
@@ -532,7 +536,7 @@ TEST_F(CudaOps, LinearTunedWanShapes) {
                 c.name, t.candidates, t.failed, t.chosen, t.first_us, rate(t.first_us), t.best_us, rate(t.best_us),
                 us_first, rate(us_first), us_tuned, rate(us_tuned));
   }
-  std::printf("%s\n", gpu->diagnostics().c_str());
+  std::printf("%s\n", tb->diagnostics().c_str());
 #else
   GTEST_SKIP() << "no CUDA build";
 #endif

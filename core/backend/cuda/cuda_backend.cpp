@@ -159,8 +159,9 @@ CudaBackend::CudaBackend(int device) : device_(device) {
     return v && std::strcmp(v, value) == 0;
   };
   tensor_core_attention_ = !env_is("VMLA_CUDA_SIMPLE_ATTENTION", "1");
+  sm90_attention_ = !env_is("VMLA_CUDA_SM90_ATTENTION", "0");
   fused_linear_ = !env_is("VMLA_CUDA_FUSED_LINEAR", "0");
-  gemm_tune_ = !env_is("VMLA_GEMM_TUNE", "0");
+  gemm_tune_ = env_is("VMLA_GEMM_TUNE", "1");
   profile_ = env_is("VMLA_CUDA_PROFILE", "1");
 }
 
@@ -908,7 +909,7 @@ std::string CudaBackend::diagnostics() const {
   }
   char buf[320];
   if (!gemm_tune_)
-    std::snprintf(buf, sizeof buf, "gemm tuning: off (VMLA_GEMM_TUNE=0), %d shapes on the heuristic's first algorithm",
+    std::snprintf(buf, sizeof buf, "gemm tuning: off (the default; VMLA_GEMM_TUNE=1 turns it on), %d shapes on the heuristic's first algorithm",
                   unmeasured);
   else
     std::snprintf(buf, sizeof buf,
@@ -1149,6 +1150,7 @@ void CudaBackend::attention(Tensor q, Tensor kt, Tensor v, Tensor out, int heads
   p.dv = dv;
   p.scale = scale;
   p.allow_tensor_cores = tensor_core_attention_;
+  p.allow_sm90 = sm90_attention_;
   check(k::launch_attention(p, stream_), op, "kernel");
 }
 

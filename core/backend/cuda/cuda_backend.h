@@ -76,9 +76,9 @@ class CudaBackend final : public Backend {
   cudaStream_t stream() const { return stream_; }
 
   // The algorithm choice of each cuBLASLt GEMM plan (fused linear(), one per shape). With tuning on
-  // (the default; VMLA_GEMM_TUNE=0 turns it off) the first call of a shape times every algorithm the
-  // heuristic offers (up to kLtCandidates) on that call's operands and keeps the fastest, unless it
-  // beats the heuristic's first choice by less than kLtMinGain.
+  // (VMLA_GEMM_TUNE=1; off by default, so that runs are bit-exact) the first call of a shape times
+  // every algorithm the heuristic offers (up to kLtCandidates) on that call's operands and keeps the
+  // fastest, unless it beats the heuristic's first choice by less than kLtMinGain.
   struct GemmTuning {
     std::string op;  // "linear bias gelu -> BF16", ...
     int64_t M = 0, N = 0, K = 0;
@@ -211,10 +211,12 @@ class CudaBackend final : public Backend {
   // Switches for A/B measurements (environment, read once at construction):
   // VMLA_CUDA_SIMPLE_ATTENTION=1 keeps every attention on the simple fp32 kernel,
   // VMLA_CUDA_FUSED_LINEAR=0 keeps linear() on GEMM + bias/activation kernel,
-  // VMLA_GEMM_TUNE=0 keeps every cuBLASLt plan on the heuristic's first algorithm (no timing).
+  // Off (the default) keeps every cuBLASLt plan on the heuristic's first algorithm (no timing);
+  // VMLA_GEMM_TUNE=1 times the candidates.
   bool tensor_core_attention_ = true;
+  bool sm90_attention_ = true;  // VMLA_CUDA_SM90_ATTENTION=0: the mma.sync kernel on sm_90 too
   bool fused_linear_ = true;
-  bool gemm_tune_ = true;
+  bool gemm_tune_ = false;
   Scratch scratch_op_, scratch_gemm_;
   Staging staging_[2];
   int next_staging_ = 0;
