@@ -107,8 +107,17 @@ Dit::Dit(const ModelConfig& cfg, Backend& be, WeightLoader& wl) : cfg_(cfg) {
     spec.axes = ax.t;
     spec.npairs = int(f.size());
   };
-  if (mla) upload_rope(true, mla_freqs_, mla_axes_, mla_rope_);
-  else upload_rope(false, dense_freqs_, dense_axes_, dense_rope_);
+  if (mla) {
+    upload_rope(true, mla_freqs_, mla_axes_, mla_rope_);
+    // The identity that copies the shared rope key into every head (expanded path).
+    const int r = cfg.rope_dim;
+    std::vector<float> eye(size_t(r) * r, 0.f);
+    for (int i = 0; i < r; ++i) eye[size_t(i) * r + i] = 1.f;
+    rope_eye_ = be.alloc(Shape{r, r}, be.act_dtype());
+    be.upload(eye.data(), DType::F32, rope_eye_.t);
+  } else {
+    upload_rope(false, dense_freqs_, dense_axes_, dense_rope_);
+  }
 }
 
 CrossKV Dit::cross_kv(Backend& be, Tensor text, Arena& arena) const {
@@ -154,6 +163,12 @@ void gather(Backend& be, Tensor cache, const std::vector<int>& slots, int64_t tp
 void scatter(Backend& be, Tensor fresh, const std::vector<int>& slots, int64_t tpf, Tensor cache) {
   for (size_t f = 0; f < slots.size(); ++f)
     if (slots[f] >= 0) be.copy_rows(fresh, int64_t(f) * tpf, cache, int64_t(slots[f]) * tpf, tpf);
+}
+
+// The same memory from element `offset` on, as a flat [numel - offset, 1] view (a strided GEMM's
+// output that starts inside a row).
+Tensor element_offset(Tensor t, int64_t offset) {
+  return t.view(Shape{t.numel(), 1}).rows_slice(offset, t.numel() - offset);
 }
 
 // Reads a layer's attention context (the cached frames in order, then the fresh rows) into
@@ -235,13 +250,30 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
       u.batch = H;
       be.gemm_batched(u);
     } else {
-      Tensor k_nope = arena.tensor(Shape{Tk, int64_t(H) * nope}, act);
+      // Keys straight into the attention layout [Tk, H, nope | rope], with no concatenation pass
+      // over the context: per head, the up-projection writes the nope columns (W_uk rows
+      // h*nope.., one strided batched GEMM) and the shared rotated rope key is copied into the
+      // rope columns by a batched product with the identity (exact: one term of 1 per output).
+      const int64_t kw = int64_t(H) * (nope + rope);
+      Tensor k_full = arena.tensor(Shape{Tk, kw}, act);
+      Backend::GemmBatched kn;
+      kn.A = ckv_all; kn.B = blk.k_up.w.t; kn.C = k_full;
+      kn.transB = true;
+      kn.M = Tk; kn.N = nope; kn.K = dc;
+      kn.lda = dc; kn.ldb = dc; kn.ldc = kw;
+      kn.strideA = 0; kn.strideB = int64_t(nope) * dc; kn.strideC = nope + rope;
+      kn.batch = H;
+      be.gemm_batched(kn);
+      Backend::GemmBatched kb;
+      kb.A = kr_all; kb.B = rope_eye_.t; kb.C = element_offset(k_full, nope);
+      kb.M = Tk; kb.N = rope; kb.K = rope;
+      kb.lda = rope; kb.ldb = rope; kb.ldc = kw;
+      kb.strideA = 0; kb.strideB = 0; kb.strideC = nope + rope;
+      kb.batch = H;
+      be.gemm_batched(kb);
       Tensor v_all = arena.tensor(Shape{Tk, int64_t(H) * hd}, act);
-      apply(be, blk.k_up, ckv_all, k_nope);
       apply(be, blk.v_up, ckv_all, v_all);
-      Tensor k_full = arena.tensor(Shape{Tk, int64_t(H) * (nope + rope)}, act);
-      Tensor q_full = arena.tensor(Shape{T, int64_t(H) * (nope + rope)}, act);
-      be.concat_heads(k_nope, nope, kr_all, rope, H, k_full);
+      Tensor q_full = arena.tensor(Shape{T, kw}, act);
       be.concat_heads(q_nope, nope, q_r, rope, H, q_full);
       be.attention(q_full, k_full, v_all, heads_out, H, H, nope + rope, hd, scale);
     }

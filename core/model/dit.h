@@ -69,6 +69,7 @@ class Dit {
   OwnedTensor head_modulation;  // [2*dim] F32
   std::vector<DitBlock> blocks_;
   OwnedTensor dense_freqs_, dense_axes_, mla_freqs_, mla_axes_;
+  OwnedTensor rope_eye_;  // [rope_dim, rope_dim] identity (MLA): broadcasts the shared rope key
   RopeSpec dense_rope_, mla_rope_;
   int64_t params_ = 0;
 };
