@@ -146,18 +146,36 @@ CrossKV Dit::cross_kv(Backend& be, Tensor text, Arena& arena) const {
 
 namespace {
 
-// Copies the context frames (in attention order) and then the chunk's own rows into `all`.
-void gather(Backend& be, Tensor cache, const std::vector<int>& slots, int64_t tpf, Tensor fresh, Tensor all) {
+// A rotation applied while gathering: rope over `heads` heads of head_stride columns (all of them
+// rotated), at the positions `pos` of the gathered rows.
+struct Rotation {
+  int heads = 1, head_stride = 0;
+  const RopeSpec* spec = nullptr;
+  Tensor pos;  // [rows of `all`, 3]
+};
+
+// Copies the context frames (in attention order) and then the chunk's own rows into `all`, rotated
+// on the way when `rot` is given (one pass over the keys instead of a copy and a rotation).
+void gather(Backend& be, Tensor cache, const std::vector<int>& slots, int64_t tpf, Tensor fresh, Tensor all,
+            const Rotation* rot) {
+  auto put = [&](Tensor src, int64_t src_row, int64_t row, int64_t n) {
+    if (!rot) {
+      be.copy_rows(src, src_row, all, row, n);
+      return;
+    }
+    be.rope_copy(src.rows_slice(src_row, n), all.rows_slice(row, n), rot->heads, rot->head_stride, 0, *rot->spec,
+                 rot->pos.rows_slice(row, n));
+  };
   int64_t row = 0;
   size_t i = 0;
   while (i < slots.size()) {
     size_t j = i + 1;
     while (j < slots.size() && slots[j] == slots[j - 1] + 1) ++j;  // merge consecutive slots
-    be.copy_rows(cache, int64_t(slots[i]) * tpf, all, row, int64_t(j - i) * tpf);
+    put(cache, int64_t(slots[i]) * tpf, row, int64_t(j - i) * tpf);
     row += int64_t(j - i) * tpf;
     i = j;
   }
-  be.copy_rows(fresh, 0, all, row, fresh.rows());
+  put(fresh, 0, row, fresh.rows());
 }
 
 void scatter(Backend& be, Tensor fresh, const std::vector<int>& slots, int64_t tpf, Tensor cache) {
@@ -172,16 +190,18 @@ Tensor element_offset(Tensor t, int64_t offset) {
 }
 
 // Reads a layer's attention context (the cached frames in order, then the fresh rows) into
-// a_all/b_all, then writes the fresh rows into their slots: reading first lets a cache pass overwrite
-// slots it also attends to. A write-only pass reads nothing and returns false.
+// a_all/b_all, the keys rotated on the way (rot_a or rot_b), then writes the fresh, unrotated rows
+// into their slots: reading first lets a cache pass overwrite slots it also attends to. A write-only
+// pass reads nothing and returns false.
 bool exchange_cache(Backend& be, const CacheView& cv, int layer, int64_t tpf, Tensor a_new, Tensor b_new,
-                    bool write_only, Arena& arena, Tensor* a_all, Tensor* b_all) {
+                    const Rotation* rot_a, const Rotation* rot_b, bool write_only, Arena& arena, Tensor* a_all,
+                    Tensor* b_all) {
   if (!write_only) {
     const int64_t Tk = int64_t(cv.read_slots.size()) * tpf + a_new.rows();
     *a_all = arena.tensor(Shape{Tk, a_new.cols()}, a_new.dtype);
     *b_all = arena.tensor(Shape{Tk, b_new.cols()}, b_new.dtype);
-    gather(be, cv.a[size_t(layer)], cv.read_slots, tpf, a_new, *a_all);
-    gather(be, cv.b[size_t(layer)], cv.read_slots, tpf, b_new, *b_all);
+    gather(be, cv.a[size_t(layer)], cv.read_slots, tpf, a_new, *a_all, rot_a);
+    gather(be, cv.b[size_t(layer)], cv.read_slots, tpf, b_new, *b_all, rot_b);
   }
   scatter(be, a_new, cv.write_slots, tpf, cv.a[size_t(layer)]);
   scatter(be, b_new, cv.write_slots, tpf, cv.b[size_t(layer)]);
@@ -210,8 +230,8 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
     be.rms_norm(tmp_kv, blk.kv_norm.t, ckv, cfg_.eps);
     apply(be, blk.k_rope, xn, kr);
     Tensor ckv_all, kr_all;
-    if (!exchange_cache(be, cv, layer, tpf, ckv, kr, write_only, arena, &ckv_all, &kr_all)) return;
-    be.rope(kr_all, 1, rope, 0, mla_rope_, pos_all);
+    const Rotation rot_kr{1, rope, &mla_rope_, pos_all};
+    if (!exchange_cache(be, cv, layer, tpf, ckv, kr, nullptr, &rot_kr, write_only, arena, &ckv_all, &kr_all)) return;
 
     Tensor cq_tmp = arena.tensor(Shape{T, dq}, act);
     Tensor cq = arena.tensor(Shape{T, dq}, act);
@@ -290,8 +310,8 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
   else be.copy(k_tmp, k_new);
   apply(be, blk.v, xn, v_new);
   Tensor k_all, v_all;
-  if (!exchange_cache(be, cv, layer, tpf, k_new, v_new, write_only, arena, &k_all, &v_all)) return;
-  be.rope(k_all, H, hd, 0, dense_rope_, pos_all);
+  const Rotation rot_k{H, hd, &dense_rope_, pos_all};
+  if (!exchange_cache(be, cv, layer, tpf, k_new, v_new, &rot_k, nullptr, write_only, arena, &k_all, &v_all)) return;
   Tensor q_tmp = arena.tensor(Shape{T, D}, act);
   Tensor q = arena.tensor(Shape{T, D}, act);
   apply(be, blk.q, xn, q_tmp);

@@ -118,4 +118,10 @@ std::unique_ptr<Backend> create_backend(const std::string& name) {
   throw DeviceError("unknown backend '" + name + "' (expected cpu, cuda or auto)");
 }
 
+void Backend::rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
+                        Tensor pos) {
+  copy(src, dst);
+  rope(dst, heads, head_stride, offset, spec, pos);
+}
+
 }  // namespace vmla

@@ -146,6 +146,11 @@ class Backend {
   // x [T, heads*head_stride]: rotate, in place, the pairs starting at column `offset` of each head
   // using pos [T, 3] (I32: t, h, w).
   virtual void rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) = 0;
+  // dst = src (same shape and dtype) with rope() applied: how the attention context is gathered from
+  // the cache with its keys rotated on the way. The default copies, then rotates in place; the CUDA
+  // backend does it in one pass where every column is rotated.
+  virtual void rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
+                         Tensor pos);
   // out [Tq, H*dv] = softmax(q k^T * scale) v per head; q [Tq, H*dk], k [Tk, Hk*dk], v [Tk, Hk*dv],
   // Hk = H (MHA) or 1 (shared key/value, MQA: the absorbed MLA path). Full (non-causal) attention.
   virtual void attention(Tensor q, Tensor k, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,

@@ -607,7 +607,11 @@ TEST_F(CudaOps, Rope) {
     const char* name;
   };
   // Dense MHA (tiny: head_dim 64, axis pairs 12/10/10) and the MLA rope part after the nope part.
-  const Case cases[] = {{6, 64, 0, 32, "rope dense"}, {6, 64, 48, 8, "rope mla part"}, {1, 56, 40, 8, "rope shared key"}};
+  const Case cases[] = {{6, 64, 0, 32, "rope dense"},
+                        {6, 64, 48, 8, "rope mla part"},
+                        {1, 56, 40, 8, "rope shared key"},
+                        {12, 128, 0, 64, "rope Wan dense"},
+                        {1, 32, 0, 16, "rope Wan MLA shared key"}};
   for (const Case& c : cases) {
     const int T = 3 * 8 * 8;
     std::vector<float> freqs(size_t(c.npairs));
@@ -633,9 +637,18 @@ TEST_F(CudaOps, Rope) {
     upload_both(pos.data(), DType::I32, Shape{T, 3}, DType::I32, pc, pg);
     RopeSpec sc{fc.t, ac.t, c.npairs}, sg{fg.t, ag.t, c.npairs};
     Pair x = rnd(Shape{T, c.heads * c.head_stride}, DType::BF16, -2.f, 2.f);
+    // Out of place (how the context is gathered): one fused pass where every column rotates, else
+    // a copy and the in-place rotation. The source must come through untouched.
+    Pair y = out(x.shape);
+    const std::vector<float> x_before = get(gpu, x.g.t);
+    cpu->rope_copy(x.c.t, y.c.t, c.heads, c.head_stride, c.offset, sc, pc.t);
+    gpu->rope_copy(x.g.t, y.g.t, c.heads, c.head_stride, c.offset, sg, pg.t);
+    check(y, std::string(c.name) + " (rope_copy)");
+    EXPECT_TRUE(get(gpu, x.g.t) == x_before) << c.name << ": rope_copy changed its source";
     cpu->rope(x.c.t, c.heads, c.head_stride, c.offset, sc, pc.t);
     gpu->rope(x.g.t, c.heads, c.head_stride, c.offset, sg, pg.t);
     check(x, c.name);
+    EXPECT_TRUE(get(gpu, x.g.t) == get(gpu, y.g.t)) << c.name << ": rope_copy and rope differ";
   }
 }
 

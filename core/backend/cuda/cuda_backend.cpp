@@ -1078,9 +1078,11 @@ void CudaBackend::gated_residual(Tensor x, Tensor y, Tensor mod, int gate_idx, i
 
 // ---- attention ------------------------------------------------------------------------------------
 
-void CudaBackend::rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) {
-  const char* op = "rope";
-  enter(op);
+namespace {
+
+// Checked parameters of rope on x (in place unless the caller sets src).
+k::RopeParams rope_params(const char* op, Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec,
+                          Tensor pos) {
   need_float(x, op, "x");
   need_dtype(pos, DType::I32, op, "pos");
   need_dtype(spec.axes, DType::I32, op, "spec.axes");
@@ -1107,6 +1109,31 @@ void CudaBackend::rope(Tensor x, int heads, int head_stride, int offset, const R
   p.ft = spec.freqs.dtype;
   p.axes = spec.axes.ptr<const int32_t>();
   p.pos = pos.ptr<const int32_t>();
+  return p;
+}
+
+}  // namespace
+
+void CudaBackend::rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) {
+  const char* op = "rope";
+  enter(op);
+  check(k::launch_rope(rope_params(op, x, heads, head_stride, offset, spec, pos), stream_), op, "kernel");
+}
+
+void CudaBackend::rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
+                            Tensor pos) {
+  const char* op = "rope_copy";
+  need(src.shape == dst.shape && src.dtype == dst.dtype, op,
+       "src " + src.shape.str() + " " + std::string(dtype_name(src.dtype)) + " and dst " + dst.shape.str() + " " +
+           std::string(dtype_name(dst.dtype)) + " differ");
+  if (offset != 0 || 2 * spec.npairs != head_stride) {  // columns left as they are: copy, then rotate
+    Backend::rope_copy(src, dst, heads, head_stride, offset, spec, pos);
+    return;
+  }
+  enter(op);
+  need(src.data != dst.data, op, "src and dst are the same memory (use rope)");
+  k::RopeParams p = rope_params(op, dst, heads, head_stride, offset, spec, pos);
+  p.src = src.data;
   check(k::launch_rope(p, stream_), op, "kernel");
 }
 

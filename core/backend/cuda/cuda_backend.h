@@ -61,6 +61,8 @@ class CudaBackend final : public Backend {
   void gated_residual(Tensor x, Tensor y, Tensor mod, int gate_idx, int64_t rows_per_frame) override;
 
   void rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) override;
+  void rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
+                 Tensor pos) override;
   void attention(Tensor q, Tensor k, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,
                  float scale) override;
 
