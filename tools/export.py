@@ -9,7 +9,6 @@ Outputs resources/models/vmla-tiny.safetensors (MLA) and resources/models/vmla-t
 The DiT and text encoder come from the chosen stage's EMA weights, the decoder and encoder from ae.pt.
 """
 import argparse
-import copy
 import os
 import sys
 
@@ -21,7 +20,7 @@ from vmla_ref import init as vinit  # noqa: E402
 from vmla_ref import model as vm  # noqa: E402
 from vmla_ref import st  # noqa: E402
 from vmla_ref.stream import uniform_timesteps  # noqa: E402
-from train import load_ckpt  # noqa: E402
+from train import load_ckpt, with_ae_of  # noqa: E402
 
 MAX_BYTES = 24_000_000  # the shipped MLA file (the MHA twin is about 25 MB, no budget)
 SOURCES = {"mla": {"student": "student_mla", "finetune": "finetune", "teacher": None},
@@ -36,7 +35,7 @@ def build(ckpt_dir, arch, source):
     ae = load_ckpt(os.path.join(ckpt_dir, "ae.pt"))
     if ck is None or ae is None:
         raise SystemExit(f"missing {name}.pt or ae.pt in {ckpt_dir}")
-    cfg = copy.deepcopy(ck["cfg"])
+    cfg = with_ae_of(ck["cfg"], ae)
     if source != "student":  # undistilled flow model: many small euler steps
         cfg["sampler"] = {"kind": "euler", "timesteps": [round(t, 3) for t in uniform_timesteps(20)],
                           "shift": 3.0, "context_t": 0}

@@ -394,9 +394,26 @@ def build_ae(cfg):
     return vm.Encoder(cfg["encoder"], lv), vm.Decoder(cfg["decoder"], lv)
 
 
+def widen_ae(cfg, width):
+    """The autoencoder of cfg with every channel count scaled by `width` (the DiT is unchanged)."""
+    cfg = copy.deepcopy(cfg)
+    cfg["decoder"]["channels"] = [max(1, round(c * width)) for c in cfg["decoder"]["channels"]]
+    cfg["encoder"]["channels"] = max(1, round(cfg["encoder"]["channels"] * width))
+    return cfg
+
+
+def with_ae_of(cfg, ae_ck):
+    """cfg with the encoder and decoder settings of an ae checkpoint (a widened one keeps its shape)."""
+    if not ae_ck or "cfg" not in ae_ck:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    cfg["encoder"], cfg["decoder"] = ae_ck["cfg"]["encoder"], ae_ck["cfg"]["decoder"]
+    return cfg
+
+
 def load_encoder(args, cfg, device):
     ck = require(args, "ae")
-    enc, _ = build_ae(cfg)
+    enc, _ = build_ae(with_ae_of(cfg, ck))
     enc.load_state_dict(ck["encoder"])
     return enc.to(device).eval().requires_grad_(False)
 
@@ -424,14 +441,21 @@ def subject_weight(video, scenes, world, frame0, fg_weight):
 
 
 def stage_ae(args, dev):
+    ck = load_ckpt(ckpt_path(args, "ae"), dev)
     cfg = load_cfg(args, "mla")
+    if ck:  # a resumed autoencoder keeps its shape
+        cfg = with_ae_of(cfg, ck)
+        if args.ae_width != 1.0 and cfg["decoder"] != widen_ae(load_cfg(args, "mla"), args.ae_width)["decoder"]:
+            raise SystemExit(f"ae: the checkpoint in {args.ckpt_dir} has decoder channels {cfg['decoder']['channels']}, "
+                             f"not those of --ae-width {args.ae_width}: use another --ckpt-dir")
+    elif args.ae_width != 1.0:
+        cfg = widen_ae(cfg, args.ae_width)
     d = DEFAULTS["ae"]
     steps, batch = args.steps or d["steps"], args.batch or d["batch"]
     enc, dec = build_ae(cfg)
     enc, dec = enc.to(dev), dec.to(dev)
     params = list(enc.parameters()) + list(dec.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr or d["lr"], weight_decay=0.0, betas=(0.9, 0.99))
-    ck = load_ckpt(ckpt_path(args, "ae"), dev)
     step = 0
     if ck:
         enc.load_state_dict(ck["encoder"]), dec.load_state_dict(ck["decoder"])
@@ -866,6 +890,9 @@ def parse(argv=None):
     ap.add_argument("--fake-warmup", type=int, default=40, help="fake-score updates at the start of a segment")
     ap.add_argument("--fg-weight", type=float, default=0.0,
                     help="ae: extra reconstruction weight on subject pixels (0: plain MSE + L1)")
+    ap.add_argument("--ae-width", type=float, default=1.0,
+                    help="ae: scale every channel count of the encoder and decoder (later stages and the "
+                         "export follow the checkpoint's shape)")
     ap.add_argument("--cfg-scale", type=float, default=3.0)
     ap.add_argument("--distill", type=float, default=1.0, help="finetune: weight of the teacher-velocity loss")
     ap.add_argument("--init", choices=["spectral", "random"], default="spectral")

@@ -100,6 +100,22 @@ class MicroTraining(unittest.TestCase):
             self.assertIn("subject psnr", out)
             self.assertIn("stage=ae step=1/1 done", out)
 
+    def test_widened_autoencoder(self):
+        """--ae-width scales the autoencoder's channels; resuming keeps the checkpoint's shape, a
+        contradicting width is refused, and the encoder of later stages follows the checkpoint."""
+        with tempfile.TemporaryDirectory() as d:
+            self.assertIn("stage=ae step=1/1 done", run("ae", d, "--steps", "1", "--ae-width", "2"))
+            ck = train.load_ckpt(os.path.join(d, "ae.pt"))
+            base = train.load_cfg(train.parse(["--stage", "ae", "--ckpt-dir", d, "--micro"]), "mla")
+            self.assertEqual(ck["cfg"]["decoder"]["channels"], [2 * c for c in base["decoder"]["channels"]])
+            self.assertEqual(ck["cfg"]["encoder"]["channels"], 2 * base["encoder"]["channels"])
+            self.assertIn("stage=ae step=2/2 done", run("ae", d, "--steps", "2"))
+            with self.assertRaises(SystemExit):
+                run("ae", d, "--steps", "3", "--ae-width", "3")
+            enc = train.load_encoder(train.parse(["--stage", "teacher", "--ckpt-dir", d, "--micro"]), base, "cpu")
+            self.assertEqual(sum(p.numel() for p in enc.parameters()),
+                             sum(p.numel() for p in train.build_ae(ck["cfg"])[0].parameters()))
+
     def test_spectral_conversion_of_dense_attention(self):
         """With d_c and d_q at full rank, the spectral init reproduces the MHA attention logits of
         the nope channels (norm calibration aside), and the rope key is the heads' mean."""

@@ -6,6 +6,10 @@ autoencoder. Runs on the CPU in a minute or two.
 
     /usr/bin/python3 tools/eval/ae_ceiling.py --model resources/models/vmla-tiny.safetensors \
         --probe CK/probe.pt --out CK/eval/ae_ceiling.json
+    /usr/bin/python3 tools/eval/ae_ceiling.py --ae-ckpt CK/ae.pt --probe CK/probe.pt --out ...
+
+With --ae-ckpt the autoencoder comes from a training checkpoint of tools/train.py --stage ae (its
+own shape, e.g. a widened one), with no model file needed.
 """
 import argparse
 import json
@@ -26,7 +30,9 @@ from world import World  # noqa: E402
 @torch.no_grad()
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a model file (its encoder and decoder)")
+    src.add_argument("--ae-ckpt", help="an ae checkpoint of tools/train.py (ae.pt with its shards)")
     ap.add_argument("--probe", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--n-videos", type=int, default=32)
@@ -34,9 +40,21 @@ def main(argv=None):
     ap.add_argument("--label", default=None, help="name of the autoencoder in the report")
     a = ap.parse_args(argv)
     dev = torch.device("cpu")
-    model, _, _ = vinit.load(a.model)
-    model.eval()
-    cfg = model.cfg
+    if a.model:
+        model, _, _ = vinit.load(a.model)
+        model.eval()
+        cfg = model.cfg
+        encoder, decoder = model.encoder, model.decoder
+    else:
+        import train
+        ck = train.load_ckpt(a.ae_ckpt)
+        if not ck or ck.get("stage") != "ae":
+            raise SystemExit(f"ae_ceiling: {a.ae_ckpt} is not an ae checkpoint")
+        cfg = ck["cfg"]
+        encoder, decoder = train.build_ae(cfg)
+        encoder.load_state_dict(ck["encoder"])
+        decoder.load_state_dict(ck["decoder"])
+        encoder.eval(), decoder.eval()
     cv = cfg["stream"]["chunk_frames"] * cfg["video"]["temporal_stride"]
     size = cfg["video"]["width"]
     probe = Probe(size=size)
@@ -46,11 +64,13 @@ def main(argv=None):
     scenes = [s for s in world.scenes(50_000, 4 * a.n_videos, a.chunks * cv)
               if s["event"]["type"] == "none"][:a.n_videos]
     real = M.real_video(scenes, a.chunks * cv, size, dev)
-    z, _ = model.encoder(real)
-    rec, _ = model.decoder(z)
+    z, _ = encoder(real)
+    rec, _ = decoder(z)
     rec = rec.clamp(0, 1)
     psnr = float(-10 * torch.log10(((rec - real) ** 2).mean()))
-    res = {"model": os.path.basename(a.model), "label": a.label or os.path.basename(a.model), "n_videos": len(scenes), "chunks": a.chunks, "psnr": psnr}
+    source = os.path.basename(a.model or a.ae_ckpt)
+    res = {"model": source, "label": a.label or source, "decoder_channels": cfg["decoder"]["channels"],
+           "n_videos": len(scenes), "chunks": a.chunks, "psnr": psnr}
     for name, video in (("real", real), ("roundtrip", rec)):
         res[name] = M.adherence(M.probe_chunks(probe, video, scenes, cv))
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
