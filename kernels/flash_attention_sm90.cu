@@ -192,7 +192,8 @@ struct WarpgroupAttention {
       pf[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
     }
   }
-  // rows: the warpgroup's first row in the output (row index of the head's matrix).
+  // O / l as bf16 into the head's output matrix (row stride o_row): the warpgroup's 64 rows start at
+  // row0; rows at or past `rows` (the zero-filled tail of the last tile) are not written.
   __device__ __forceinline__ void store(bf16* og, int64_t row0, int64_t rows, int64_t o_row) {
     const int warp_in_wg = (threadIdx.x >> 5) & 3;
 #pragma unroll
