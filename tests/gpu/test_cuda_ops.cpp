@@ -58,6 +58,22 @@ std::unique_ptr<Backend> make_gpu(std::string* why) {
 #endif
 }
 
+#ifdef VMLA_WITH_CUDA
+// A second CUDA backend made with environment variable `var` set to `value` (backends read their
+// switches when created); the variable is restored afterwards.
+std::unique_ptr<Backend> cuda_backend_with(const char* var, const char* value) {
+  const char* env = std::getenv(var);
+  const std::string saved = env ? env : "";
+  setenv(var, value, 1);
+  std::unique_ptr<Backend> be = create_cuda_backend(0);
+  if (env)
+    setenv(var, saved.c_str(), 1);
+  else
+    unsetenv(var);
+  return be;
+}
+#endif
+
 struct Backends {
   std::unique_ptr<Backend> cpu, gpu;
   std::string why;
@@ -454,18 +470,9 @@ TEST_F(CudaOps, GemmBatched) {
 TEST_F(CudaOps, LinearTunedWanShapes) {
 #ifdef VMLA_WITH_CUDA
   // Tuning is off by default (bit-exact runs); these backends switch it on (1) or keep it off (0).
-  auto make_backend = [](const char* tune) {
-    const char* env = std::getenv("VMLA_GEMM_TUNE");
-    const std::string saved = env ? env : "";
-    setenv("VMLA_GEMM_TUNE", tune, 1);
-    std::unique_ptr<Backend> be = create_cuda_backend(0);
-    if (env)
-      setenv("VMLA_GEMM_TUNE", saved.c_str(), 1);
-    else
-      unsetenv("VMLA_GEMM_TUNE");
-    return be;
-  };
-  std::unique_ptr<Backend> tuned_be = make_backend("1"), first = make_backend("0"), second = make_backend("1");
+  std::unique_ptr<Backend> tuned_be = cuda_backend_with("VMLA_GEMM_TUNE", "1"),
+                           first = cuda_backend_with("VMLA_GEMM_TUNE", "0"),
+                           second = cuda_backend_with("VMLA_GEMM_TUNE", "1");
   Backend* tb = tuned_be.get();
   auto record = [](Backend* be, int64_t M, int64_t N, int64_t K) {
     for (const CudaBackend::GemmTuning& t : dynamic_cast<CudaBackend&>(*be).gemm_tuning())
@@ -759,9 +766,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST_F(CudaOps, Sm90AttentionMatchesMmaKernel) {
 #ifdef VMLA_WITH_CUDA
   if (!kernels::sm90_attention_available()) GTEST_SKIP() << "not an sm_90 device: the wgmma kernel does not run";
-  setenv("VMLA_CUDA_SM90_ATTENTION", "0", 1);
-  std::unique_ptr<Backend> mma = create_cuda_backend(0);
-  unsetenv("VMLA_CUDA_SM90_ATTENTION");
+  std::unique_ptr<Backend> mma = cuda_backend_with("VMLA_CUDA_SM90_ATTENTION", "0");
   struct Case {
     int64_t Tq, Tk;
     int heads, kv_heads;
