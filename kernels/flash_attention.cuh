@@ -3,7 +3,8 @@
 // accumulation, online softmax in base 2, K/V tiles staged in shared memory by cp.async, two stages.
 // One CTA per (query tile, head); each warp owns 16 query rows. Head dims are padded inside the
 // kernel to the tile's (zero-filled loads), so any dk, dv that fit a tile of the table in
-// flash_attention.cu work. launch_attention() picks this kernel when flash_attention_supported().
+// flash_attention.cu work. launch_attention() picks this kernel when flash_attention_supported() and
+// the Hopper kernel (flash_attention_sm90.cuh: d128 on sm_90) does not apply.
 #include "kernels/attention.cuh"
 
 namespace vmla::kernels {
