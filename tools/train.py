@@ -442,14 +442,12 @@ def subject_weight(video, scenes, world, frame0, fg_weight):
 
 def stage_ae(args, dev):
     ck = load_ckpt(ckpt_path(args, "ae"), dev)
-    cfg = load_cfg(args, "mla")
-    if ck:  # a resumed autoencoder keeps its shape
-        cfg = with_ae_of(cfg, ck)
-        if args.ae_width != 1.0 and cfg["decoder"] != widen_ae(load_cfg(args, "mla"), args.ae_width)["decoder"]:
-            raise SystemExit(f"ae: the checkpoint in {args.ckpt_dir} has decoder channels {cfg['decoder']['channels']}, "
-                             f"not those of --ae-width {args.ae_width}: use another --ckpt-dir")
-    elif args.ae_width != 1.0:
-        cfg = widen_ae(cfg, args.ae_width)
+    base = load_cfg(args, "mla")
+    wanted = widen_ae(base, args.ae_width) if args.ae_width != 1.0 else base
+    cfg = with_ae_of(base, ck) if ck else wanted  # a resumed autoencoder keeps its shape
+    if ck and args.ae_width != 1.0 and cfg["decoder"] != wanted["decoder"]:
+        raise SystemExit(f"ae: the checkpoint in {args.ckpt_dir} has decoder channels {cfg['decoder']['channels']}, "
+                         f"not those of --ae-width {args.ae_width}: use another --ckpt-dir")
     d = DEFAULTS["ae"]
     steps, batch = args.steps or d["steps"], args.batch or d["batch"]
     enc, dec = build_ae(cfg)
