@@ -2,7 +2,7 @@
 """Training pipeline of the embedded tiny model, in resumable segments.
 
     python3 tools/train.py --stage ae        --ckpt-dir CK --max-minutes 9
-    python3 tools/train.py --stage teacher   --ckpt-dir CK --max-minutes 9     (MHA, from scratch)
+    python3 tools/train.py --stage teacher   --ckpt-dir CK --max-minutes 9     (MHA, from scratch or --init-from)
     python3 tools/train.py --stage convert   --ckpt-dir CK --init spectral    (MHA -> MLA, or --init random)
     python3 tools/train.py --stage finetune  --ckpt-dir CK --max-minutes 9     (MLA)
     python3 tools/train.py --stage student   --ckpt-dir CK --arch mla --max-minutes 9
@@ -19,6 +19,8 @@ Stages:
   augmentation of the decoder input.
 - teacher: text encoder + causal MHA DiT, flow matching with chunked teacher forcing on the
   streaming cache layout (sink + FIFO window, window-local positions, prompt switches, re-cache).
+  --fg-weight W weighs the latent cells that hold a subject (1 + W): subjects cover a few percent
+  of the cells, and an unweighted loss learns the scene long before the subject.
 - convert: MHA -> MLA. spectral: truncated SVD of [W_k(nope); W_v] and of W_q, the rope branch
   from the teacher's highest-frequency rope channels, norms calibrated on data; random: fresh MLA
   attention. Everything else is copied.
@@ -319,16 +321,20 @@ class Data:
 
 class LatentPool:
     """Encoded clips kept on the device; every step replaces `fresh` random entries with new
-    renders and draws a batch, so rendering costs a fraction of a batch per step."""
+    renders and draws a batch, so rendering costs a fraction of a batch per step. With masks, each
+    clip also keeps where its subjects are on the latent grid (latent_mask), for a subject-weighted loss."""
 
-    def __init__(self, data, enc, dev, size, n_chunks, fresh, seed):
+    def __init__(self, data, enc, dev, size, n_chunks, fresh, seed, masks=False):
         self.data, self.enc, self.dev, self.K, self.fresh = data, enc, dev, n_chunks, fresh
         self.next_clip = 10_000_000 * (seed + 1)
         self.g = torch.Generator().manual_seed(seed)
-        self.x0, self.scenes = None, []
+        self.with_masks = masks
+        self.x0, self.m, self.scenes = None, None, []
         for a in range(0, size, 64):
-            x, sc = self._render(min(64, size - a))
+            x, m, sc = self._render(min(64, size - a))
             self.x0 = x if self.x0 is None else torch.cat([self.x0, x])
+            if masks:
+                self.m = m if self.m is None else torch.cat([self.m, m])
             self.scenes += sc
 
     def _render(self, n):
@@ -338,17 +344,23 @@ class LatentPool:
         self.next_clip += n
         from world import render
         video = render(scenes, n_frames, v["width"], v["fps"], self.dev)
-        return encode_video(self.enc, video, self.dev), scenes
+        x = encode_video(self.enc, video, self.dev)
+        m = latent_mask(subject_mask(video, scenes, self.data.world, 0), x.shape) if self.with_masks else None
+        return x, m, scenes
 
     def sample(self, batch):
+        """(x0 [batch, T, C, h, w], scenes, subject mask [batch, T, 1, h, w] or None)."""
         if self.fresh:
-            x, sc = self._render(self.fresh)
+            x, m, sc = self._render(self.fresh)
             idx = torch.randperm(len(self.scenes), generator=self.g)[:self.fresh]
             self.x0[idx.to(self.dev)] = x
+            if self.with_masks:
+                self.m[idx.to(self.dev)] = m
             for j, i in enumerate(idx.tolist()):
                 self.scenes[i] = sc[j]
         idx = torch.randperm(len(self.scenes), generator=self.g)[:batch]
-        return self.x0[idx.to(self.dev)], [self.scenes[i] for i in idx.tolist()]
+        d = idx.to(self.dev)
+        return self.x0[d], [self.scenes[i] for i in idx.tolist()], (self.m[d] if self.with_masks else None)
 
 
 def prompt_plan(data, scenes, n_chunks, drop=0.0, recache_prob=0.5, rng=None):
@@ -429,15 +441,36 @@ def encode_video(enc, video, device):
 # Stage: autoencoder
 
 
-def subject_weight(video, scenes, world, frame0, fg_weight):
-    """Per-pixel loss weight [B, N, 1, H, W]: 1 + fg_weight where a subject is (or casts its shadow),
-    found by rendering the same clips without subjects; dilated by 2 pixels for the edges."""
+def subject_mask(video, scenes, world, frame0):
+    """[B, N, 1, H, W] 1.0 where a subject is (or casts its shadow), found by rendering the same clips
+    without subjects; dilated by 2 pixels for the edges."""
     from world import render
     bare = render([dict(s, subjects=[]) for s in scenes], video.shape[1], world.size, world.fps, video.device, frame0)
     mask = ((video - bare).abs().sum(2, keepdim=True) > 0.03).float()
     B, N = mask.shape[:2]
-    mask = F.max_pool2d(mask.flatten(0, 1), 5, stride=1, padding=2).view(B, N, 1, *mask.shape[-2:])
-    return 1.0 + fg_weight * mask
+    return F.max_pool2d(mask.flatten(0, 1), 5, stride=1, padding=2).view(B, N, 1, *mask.shape[-2:])
+
+
+def subject_weight(video, scenes, world, frame0, fg_weight):
+    """Per-pixel loss weight [B, N, 1, H, W]: 1 + fg_weight on subject pixels (subject_mask)."""
+    return 1.0 + fg_weight * subject_mask(video, scenes, world, frame0)
+
+
+def latent_mask(mask, shape):
+    """A pixel mask [B, N, 1, H, W] taken to the latent grid `shape` [B, T, C, h, w]: a latent cell is
+    marked when any pixel of the frames and the area it encodes is."""
+    B, N, _, H, W = mask.shape
+    T, h, w = shape[1], shape[3], shape[4]
+    m = mask.view(B, T, N // T, 1, h, H // h, w, W // w)
+    return m.amax((2, 5, 7))
+
+
+def weighted_mse(a, b, weight):
+    """MSE with a per-position weight broadcast over channels (None: plain MSE); normalised by the
+    weight's sum, so the loss keeps the scale of a plain MSE."""
+    if weight is None:
+        return F.mse_loss(a, b)
+    return (weight * (a - b) ** 2).sum() / (weight.expand_as(a).sum())
 
 
 def stage_ae(args, dev):
@@ -528,9 +561,12 @@ def make_dit(cfg, dev):
 
 
 def fm_batch(args, data, enc, dev, step, batch, n_chunks, cfg, pool=None):
-    """Latents, noise, sigmas and prompt plan of one teacher-forcing batch."""
+    """Latents, noise, sigmas, prompt plan and loss weight (None: uniform) of one teacher-forcing batch."""
+    weight = None
     if pool is not None:
-        x0, scenes = pool.sample(batch)
+        x0, scenes, mask = pool.sample(batch)
+        if mask is not None:
+            weight = 1.0 + args.fg_weight * mask
     else:
         video, scenes = data.clips(step, batch, n_chunks)
         x0 = encode_video(enc, video, dev)
@@ -540,7 +576,7 @@ def fm_batch(args, data, enc, dev, step, batch, n_chunks, cfg, pool=None):
     s = sig.repeat_interleave(F_, 1).view(batch, K * F_, 1, 1, 1)
     xt = (1 - s) * x0 + s * noise
     plan = prompt_plan(data, scenes, K, drop=0.1)
-    return x0, noise, xt, sig, plan
+    return x0, noise, xt, sig, plan, weight
 
 
 def tf_velocity(model, cfg, x0, xt, sig, cross, recache):
@@ -559,6 +595,11 @@ def stage_flow(args, dev, stage):
     model = make_dit(cfg, dev)
     teacher = None
     ck = load_ckpt(ckpt_path(args, stage), dev)
+    if stage == "teacher" and ck is None and args.init_from:
+        init = load_ckpt(args.init_from)
+        if init is None or init.get("stage") != "teacher":
+            raise SystemExit(f"teacher: --init-from {args.init_from} is not a teacher checkpoint")
+        model.load_state_dict(weights(init))  # a warm start: steps, schedule and EMA begin afresh
     if stage == "finetune":
         if ck is None:
             model.load_state_dict(weights(require(args, "convert")))
@@ -583,7 +624,7 @@ def stage_flow(args, dev, stage):
     if args.profile:
         return profile_flow(args, dev, model, enc, data, cfg, batch, K)
     pool = LatentPool(data, enc, dev, max(batch, args.pool), K, max(1, batch // 4) if args.pool else 0,
-                      args.seed * 1009 + step)
+                      args.seed * 1009 + step, masks=args.fg_weight > 0)
 
     def save(done=False):
         # teacher: raw + EMA while training (46 MB), EMA when done; finetune: raw while training,
@@ -601,17 +642,17 @@ def stage_flow(args, dev, stage):
         t0 = time.time()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, base_lr) * min(1.0, (step - start + 1) / 100)  # re-warm Adam
-        x0, noise, xt, sig, (p1, p2, use2, rc) = fm_batch(args, data, enc, dev, step, batch, K, cfg, pool)
+        x0, noise, xt, sig, (p1, p2, use2, rc), wt = fm_batch(args, data, enc, dev, step, batch, K, cfg, pool)
         with autocast(dev):
             cross = cross_per_chunk(model, data, p1, p2, use2)
             v = tf_velocity(model, cfg, x0, xt, sig, cross, rc).float()
-            loss = F.mse_loss(v, noise - x0)
+            loss = weighted_mse(v, noise - x0, wt)
             loss_d = torch.zeros((), device=dev)
             if teacher is not None and args.distill > 0:
                 with torch.no_grad():
                     tcross = cross_per_chunk(teacher, data, p1, p2, use2)
                     vt = tf_velocity(teacher, tck["cfg"], x0, xt, sig, tcross, rc).float()
-                loss_d = F.mse_loss(v, vt)
+                loss_d = weighted_mse(v, vt, wt)
             total = loss + args.distill * loss_d
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -740,7 +781,7 @@ def stage_convert(args, dev):
     if args.init == "spectral":
         enc = load_encoder(args, cfg_mla, dev)
         data = Data(args, cfg_mla, dev)
-        x0, noise, xt, sig, (p1, p2, use2, rc) = fm_batch(args, data, enc, dev, 10**6, 4, 2, cfg_mla)
+        x0, noise, xt, sig, (p1, p2, use2, rc), _ = fm_batch(args, data, enc, dev, 10**6, 4, 2, cfg_mla)
         inputs = {i: [] for i in range(len(teacher.blocks))}
         hooks = [blk.self_attn.register_forward_pre_hook(
             lambda mod, inp, i=i: inputs[i].append(inp[0].detach().reshape(-1, inp[0].shape[-1])))
@@ -887,7 +928,11 @@ def parse(argv=None):
     ap.add_argument("--fake-steps", type=int, default=1, help="fake-score updates per generator update")
     ap.add_argument("--fake-warmup", type=int, default=40, help="fake-score updates at the start of a segment")
     ap.add_argument("--fg-weight", type=float, default=0.0,
-                    help="ae: extra reconstruction weight on subject pixels (0: plain MSE + L1)")
+                    help="ae: extra reconstruction weight on subject pixels (0: plain MSE + L1); teacher and "
+                         "finetune: extra flow-matching weight on the latent cells that hold a subject")
+    ap.add_argument("--init-from", default=None,
+                    help="teacher: start from the weights of another teacher checkpoint (e.g. one trained on "
+                         "an earlier autoencoder) instead of a fresh initialisation")
     ap.add_argument("--ae-width", type=float, default=1.0,
                     help="ae: scale every channel count of the encoder and decoder (later stages and the "
                          "export follow the checkpoint's shape)")

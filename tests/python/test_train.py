@@ -100,6 +100,57 @@ class MicroTraining(unittest.TestCase):
             self.assertIn("subject psnr", out)
             self.assertIn("stage=ae step=1/1 done", out)
 
+    def test_subject_weighted_flow_matching(self):
+        """teacher --fg-weight: the latent pool keeps each clip's subject cells (latent_mask of the pixel
+        mask), the loss weighs them, and --init-from warm-starts a teacher from another one's weights."""
+        m = torch.zeros(1, 8, 1, 16, 16)
+        m[0, 5, 0, 9, 3] = 1.0  # one pixel of video frame 5 -> latent frame 1, cell (1, 0) of an 8x8 grid
+        lm = train.latent_mask(m, (1, 2, 4, 2, 2))
+        self.assertEqual(tuple(lm.shape), (1, 2, 1, 2, 2))
+        self.assertEqual(lm.nonzero().tolist(), [[0, 1, 0, 1, 0]])
+        a, b = torch.randn(2, 3, 4, 5, 5), torch.randn(2, 3, 4, 5, 5)
+        self.assertAlmostEqual(float(train.weighted_mse(a, b, torch.ones(2, 3, 1, 5, 5))),
+                               float(torch.nn.functional.mse_loss(a, b)), places=5)
+        w = torch.ones(2, 3, 1, 5, 5)
+        w[0, 0, 0, 0, 0] = 100.0
+        self.assertGreater(float(train.weighted_mse(a, b, w)), 0.0)
+        with tempfile.TemporaryDirectory() as d:
+            run("ae", d, "--steps", "1")
+            self.assertIn("step=1/1 done", run("teacher", d, "--steps", "1", "--fg-weight", "8"))
+            args = train.parse(["--stage", "teacher", "--ckpt-dir", d, "--micro", "--fg-weight", "8"])
+            cfg = train.load_cfg(args, "mha")
+            data = train.Data(args, cfg, torch.device("cpu"))
+            enc = train.load_encoder(args, cfg, torch.device("cpu"))
+            pool = train.LatentPool(data, enc, torch.device("cpu"), 3, 2, 1, 0, masks=True)
+            x0, scenes, mask = pool.sample(2)
+            self.assertEqual(mask.shape[:2], x0.shape[:2])
+            self.assertEqual(tuple(mask.shape[2:]), (1,) + tuple(x0.shape[3:]))
+            self.assertGreater(float(mask.sum()), 0.0)  # every world clip has a subject
+            self.assertLess(float(mask.mean()), 0.6)
+            # warm start: a second folder's teacher begins from the first one's weights
+            with tempfile.TemporaryDirectory() as d2:
+                run("ae", d2, "--steps", "1")
+                out = run("teacher", d2, "--steps", "1", "--init-from", os.path.join(d, "teacher.pt"))
+                self.assertIn("step=1/1 done", out)
+                with self.assertRaises(SystemExit):
+                    run("teacher", os.path.join(d2, "x"), "--steps", "1", "--init-from", os.path.join(d, "ae.pt"))
+
+    def test_probe_softening(self):
+        """The probe's training augmentation blurs some clips and leaves the others as they are, with
+        colours kept (the mean of a blurred clip barely moves)."""
+        from eval.probe import soften
+        from world import World
+        video, _ = World(seed=5, size=64).batch(0, 8, 4, "cpu")
+        out = soften(video, torch.Generator().manual_seed(0))
+        same = [(out[b] == video[b]).all().item() for b in range(8)]
+        self.assertTrue(any(same) and not all(same))
+        blurred = soften(video, torch.Generator().manual_seed(0), noise=0.0)
+        for b in range(8):
+            if not same[b]:
+                self.assertLess(abs(float(out[b].mean() - video[b].mean())), 0.02)
+                self.assertLess(float((blurred[b][..., 1:] - blurred[b][..., :-1]).abs().mean()),
+                                float((video[b][..., 1:] - video[b][..., :-1]).abs().mean()))
+
     def test_widened_autoencoder(self):
         """--ae-width scales the autoencoder's channels; resuming keeps the checkpoint's shape, a
         contradicting width is refused, and the encoder of later stages follows the checkpoint."""
