@@ -74,8 +74,33 @@ def lr_at(step, steps, peak=1e-3, warmup=100, floor=0.03):
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def soften(video, gen, p=0.5, sigma=(0.5, 1.8), noise=0.02):
+    """Decoder-like softening of a batch of clips [B, T, 3, H, W], so that the probe reads attributes
+    from decoded video as well as from crisp renders: each clip with probability p gets a Gaussian blur
+    of a random width (sigma in pixels) and a little pixel noise. Colours and layout are unchanged."""
+    B = video.shape[0]
+    pick = torch.rand(B, generator=gen) < p
+    if not pick.any():
+        return video
+    out = video.clone()
+    r = int(math.ceil(3 * sigma[1]))
+    x = torch.arange(-r, r + 1, dtype=video.dtype, device=video.device)
+    for b in pick.nonzero().flatten().tolist():
+        s = sigma[0] + (sigma[1] - sigma[0]) * torch.rand(1, generator=gen).item()
+        k = torch.exp(-0.5 * (x / s) ** 2)
+        k = (k / k.sum()).view(1, 1, -1)
+        f = video[b].flatten(0, 1).unsqueeze(1)  # [T*3, 1, H, W]
+        f = F.pad(f, (r, r, r, r), mode="replicate")
+        f = F.conv2d(F.conv2d(f, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+        out[b] = f.view_as(video[b])
+    idx = pick.nonzero().flatten().to(video.device)
+    out[idx] = (out[idx] + noise * torch.randn_like(out[idx])).clamp(0, 1)  # on the device: cheap
+    return out
+
+
 def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12, max_start_chunk=4, log=print):
-    """Trains (or resumes) the probe; returns (probe.eval(), finished). Checkpoint at `path`."""
+    """Trains (or resumes) the probe on world renders, half of them softened (soften); returns
+    (probe.eval(), finished). Checkpoint at `path`."""
     probe = Probe(size=min(128, world.size)).to(device)
     opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-4)
     step = 0
@@ -85,9 +110,11 @@ def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12,
         step = ck["step"]
     t0 = time.time()
     rng = random.Random(step)
+    gen = torch.Generator().manual_seed(step)
     while step < steps and time.time() - t0 < max_minutes * 60:
         f0 = chunk_frames * rng.randint(0, max_start_chunk)
         video, scenes = world.batch(10_000_000 + step, batch, chunk_frames, device, frame0=f0)
+        video = soften(video, gen)
         labels = label_tensor(scenes, f0, chunk_frames, device)
         logits, _ = probe(video)
         loss = sum(F.cross_entropy(logits[a], labels[a]) for a in ATTRS)
