@@ -423,11 +423,18 @@ def with_ae_of(cfg, ae_ck):
     return cfg
 
 
-def load_encoder(args, cfg, device):
-    ck = require(args, "ae")
-    enc, _ = build_ae(with_ae_of(cfg, ck))
+def ae_from_ckpt(ck, cfg=None):
+    """(encoder, decoder) of an ae checkpoint, in the checkpoint's own shape (cfg: the rest of the
+    configuration; default the checkpoint's), with its weights, in eval mode."""
+    enc, dec = build_ae(with_ae_of(cfg or ck["cfg"], ck))
     enc.load_state_dict(ck["encoder"])
-    return enc.to(device).eval().requires_grad_(False)
+    dec.load_state_dict(ck["decoder"])
+    return enc.eval(), dec.eval()
+
+
+def load_encoder(args, cfg, device):
+    enc, _ = ae_from_ckpt(require(args, "ae"), cfg)
+    return enc.to(device).requires_grad_(False)
 
 
 @torch.no_grad()
@@ -595,6 +602,7 @@ def stage_flow(args, dev, stage):
     model = make_dit(cfg, dev)
     teacher = None
     ck = load_ckpt(ckpt_path(args, stage), dev)
+    conversion = ck.get("init") if ck else None  # finetune: spectral or random, from convert.pt
     if stage == "teacher" and ck is None and args.init_from:
         init = load_ckpt(args.init_from)
         if init is None or init.get("stage") != "teacher":
@@ -602,7 +610,9 @@ def stage_flow(args, dev, stage):
         model.load_state_dict(weights(init))  # a warm start: steps, schedule and EMA begin afresh
     if stage == "finetune":
         if ck is None:
-            model.load_state_dict(weights(require(args, "convert")))
+            cck = require(args, "convert")
+            model.load_state_dict(weights(cck))
+            conversion = cck.get("init")
         tck = require(args, "teacher")
         teacher = make_dit(tck["cfg"], dev)
         teacher.load_state_dict(weights(tck))
@@ -630,13 +640,15 @@ def stage_flow(args, dev, stage):
         # teacher: raw + EMA while training (46 MB), EMA when done; finetune: raw while training,
         # its EMA (restarted each segment) when done, so that a segment's files stay under ~50 MB
         state = {"stage": stage, "step": step, "done": done, "cfg": cfg}
+        if conversion:
+            state["init"] = conversion
         if done or stage == "teacher":
             state["ema"] = ema.state_dict()
         if not done:
             state["model"] = model.state_dict()
         save_ckpt(ckpt_path(args, stage), state)
-        if done:
-            save_ranks(args, stage, ema)
+        if done:  # finetune_spectral / finetune_random: two fine-tunes' rank rows stay apart
+            save_ranks(args, f"{stage}_{conversion}" if conversion else stage, ema)
 
     while step < steps:
         t0 = time.time()

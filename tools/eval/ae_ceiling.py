@@ -51,10 +51,7 @@ def main(argv=None):
         if not ck or ck.get("stage") != "ae":
             raise SystemExit(f"ae_ceiling: {a.ae_ckpt} is not an ae checkpoint")
         cfg = ck["cfg"]
-        encoder, decoder = train.build_ae(cfg)
-        encoder.load_state_dict(ck["encoder"])
-        decoder.load_state_dict(ck["decoder"])
-        encoder.eval(), decoder.eval()
+        encoder, decoder = train.ae_from_ckpt(ck)
     cv = cfg["stream"]["chunk_frames"] * cfg["video"]["temporal_stride"]
     size = cfg["video"]["width"]
     probe = Probe(size=size)
