@@ -22,22 +22,22 @@ __device__ float block_sum(float v, float* red) {
 __global__ void __launch_bounds__(kNormThreads) norm_kernel(NormParams p) {
   __shared__ float red[kNormThreads / 32];
   const int64_t row = blockIdx.x;
-  const int64_t base = row * p.D;
+  const int64_t base = row * p.D, xbase = row * (p.ldx ? p.ldx : p.D);
   float mean = 0.f;
   if (!p.rms) {
     float s = 0.f;
-    for (int64_t d = threadIdx.x; d < p.D; d += blockDim.x) s += load_f(p.x, p.xt, base + d);
+    for (int64_t d = threadIdx.x; d < p.D; d += blockDim.x) s += load_f(p.x, p.xt, xbase + d);
     mean = block_sum(s, red) / float(p.D);
   }
   float s2 = 0.f;
   for (int64_t d = threadIdx.x; d < p.D; d += blockDim.x) {
-    float v = load_f(p.x, p.xt, base + d) - mean;
+    float v = load_f(p.x, p.xt, xbase + d) - mean;
     s2 += v * v;
   }
   const float inv = rsqrtf(block_sum(s2, red) / float(p.D) + p.eps);
   const int64_t mrow = (row / p.rows_per_frame) * p.mod_cols;
   for (int64_t d = threadIdx.x; d < p.D; d += blockDim.x) {
-    float v = (load_f(p.x, p.xt, base + d) - mean) * inv;
+    float v = (load_f(p.x, p.xt, xbase + d) - mean) * inv;
     if (p.mod) {
       const float shift = load_f(p.mod, p.mt, mrow + int64_t(p.shift_idx) * p.D + d);
       const float scale = load_f(p.mod, p.mt, mrow + int64_t(p.scale_idx) * p.D + d);
@@ -51,8 +51,8 @@ __global__ void __launch_bounds__(kNormThreads) norm_kernel(NormParams p) {
 }
 
 // Fast path: one warp per row, the row held in registers as float4 chunks (one read of x),
-// statistics by warp shuffles, 8- or 16-byte accesses. D a multiple of 4 and at most
-// 4 * 32 * kRowChunks; every tensor F32 or BF16.
+// statistics by warp shuffles, 8- or 16-byte accesses. D (and the row stride of x) a multiple of 4
+// and at most 4 * 32 * kRowChunks; every tensor F32 or BF16.
 constexpr int kRowChunks = 16;
 constexpr int kRowsPerBlock = kNormThreads / 32;
 
@@ -66,13 +66,13 @@ __global__ void __launch_bounds__(kNormThreads) norm_rows_kernel(NormParams p) {
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + warp;
   if (row >= p.rows) return;
   const int n4 = int(p.D / 4);
-  const int64_t base = row * p.D;
+  const int64_t base = row * p.D, xbase = row * (p.ldx ? p.ldx : p.D);
   float4 v[kRowChunks];
   float s = 0.f;
 #pragma unroll
   for (int i = 0; i < kRowChunks; ++i) {
     const int c = lane + 32 * i;
-    v[i] = c < n4 ? load4(p.x, p.xt, base + 4 * c) : make_float4(0.f, 0.f, 0.f, 0.f);
+    v[i] = c < n4 ? load4(p.x, p.xt, xbase + 4 * c) : make_float4(0.f, 0.f, 0.f, 0.f);
     s += (v[i].x + v[i].y) + (v[i].z + v[i].w);
   }
   const float mean = p.rms ? 0.f : warp_sum(s) / float(p.D);
@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(kNormThreads) norm_rows_kernel(NormParams p) {
 }
 
 bool rows_fast_path(const NormParams& p) {
-  return p.D % 4 == 0 && p.D <= 4 * 32 * kRowChunks && vec4_ok(p.x, p.xt) && vec4_ok(p.y, p.yt) &&
+  return p.D % 4 == 0 && p.ldx % 4 == 0 && p.D <= 4 * 32 * kRowChunks && vec4_ok(p.x, p.xt) && vec4_ok(p.y, p.yt) &&
          (!p.w || vec4_ok(p.w, p.wt)) && (!p.b || vec4_ok(p.b, p.bt)) &&
          (!p.mod || (vec4_ok(p.mod, p.mt) && p.mod_cols % 4 == 0));
 }

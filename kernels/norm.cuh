@@ -15,6 +15,7 @@ struct NormParams {
   void* y = nullptr;
   DType yt = DType::F32;
   int64_t rows = 0, D = 0;
+  int64_t ldx = 0;  // row stride of x in elements (0: D); y is always dense [rows, D]
   float eps = 1e-6f;
   bool rms = false;  // true: y = x / rms(x) * w; false: LayerNorm
   // Affine weights (either may be null).

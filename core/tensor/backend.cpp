@@ -1,6 +1,7 @@
 #include "core/tensor/backend.h"
 
 #include <algorithm>
+#include <string>
 
 namespace vmla {
 
@@ -119,8 +120,14 @@ std::unique_ptr<Backend> create_backend(const std::string& name) {
 }
 
 void Backend::rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
-                        Tensor pos) {
-  copy(src, dst);
+                        Tensor pos, int64_t src_col) {
+  if (src.dtype != dst.dtype || src.rows() != dst.rows() || (src_col == kAllColumns && src.cols() != dst.cols()))
+    throw ShapeError("rope_copy: src " + src.shape.str() + " " + std::string(dtype_name(src.dtype)) + " and dst " +
+                     dst.shape.str() + " " + std::string(dtype_name(dst.dtype)) + " differ");
+  if (src_col == kAllColumns)
+    copy(src, dst);
+  else
+    copy_rows(src, 0, dst, 0, dst.rows(), src_col);
   rope(dst, heads, head_stride, offset, spec, pos);
 }
 

@@ -13,6 +13,11 @@
 //  - Optional tensor arguments (bias, affine weights, mod with gate_idx < 0) are absent when their
 //    data is null: a default Tensor{} has shape [] and numel() 1, so never test numel() for absence.
 //  - Outputs must not overlap inputs unless an op says it may alias (axpby, activation).
+//  - Column windows: an op with a `*_col` argument reads, with kAllColumns (the default), the whole
+//    tensor, whose shape must then match; with a column c >= 0 it reads the columns [c, c + n) of
+//    each row of a tensor at least that wide (n: the other tensor's width), a strided read whose row
+//    stride (the leading dimension) is the tensor's cols. That is how one slice of a fused
+//    projection's output is read in place. A window never overlaps the op's output.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -23,6 +28,8 @@
 namespace vmla {
 
 enum class Activation : uint8_t { None = 0, GeluTanh = 1, Silu = 2, Relu = 3 };
+
+constexpr int64_t kAllColumns = -1;  // a `*_col` argument: no column window (see above)
 
 // Owning device memory; freed through the backend that made it.
 class Buffer {
@@ -94,8 +101,10 @@ class Backend {
   // dst = src (same numel; converts dtype).
   virtual void copy(Tensor src, Tensor dst) = 0;
   // dst rows [dst_row, dst_row+n) = src rows [src_row, src_row+n); both seen as [rows, cols] with
-  // equal cols.
-  virtual void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n) = 0;
+  // equal cols, and the rows may overlap (one tensor's rows shifted). With a column window src_col,
+  // the columns [src_col, src_col + dst's cols) of each src row are copied.
+  virtual void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n,
+                         int64_t src_col = kAllColumns) = 0;
   virtual void fill(Tensor dst, float value) = 0;
   // out [T, H*(da+db)] from a [T, H*da] and b [T, Hb*db] with Hb = 1 (broadcast to every head) or
   // H: each head of out is [a_h ; b_h].
@@ -133,8 +142,9 @@ class Backend {
   // ---- normalisation and modulation (eps per call; statistics in fp32) ------------------------
   // y = LN(x) * w + b over the last dim; w, b may be empty (no affine).
   virtual void layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) = 0;
-  // y = x / rms(x) * w over the last dim; w may be empty.
-  virtual void rms_norm(Tensor x, Tensor w, Tensor y, float eps) = 0;
+  // y = x / rms(x) * w over the last dim; w may be empty; y may alias x. With a column window x_col,
+  // y [T, D] normalises the columns [x_col, x_col + D) of each row of x.
+  virtual void rms_norm(Tensor x, Tensor w, Tensor y, float eps, int64_t x_col = kAllColumns) = 0;
   // y [T, D] = LN(x)[T, D] * (1 + scale) + shift, where row i uses frame f = i / rows_per_frame and
   // shift = mod[f, shift_idx*D : (shift_idx+1)*D], scale likewise; mod is [F, K*D] (F32).
   virtual void ln_modulate(Tensor x, Tensor mod, int shift_idx, int scale_idx, int64_t rows_per_frame,
@@ -147,10 +157,11 @@ class Backend {
   // using pos [T, 3] (I32: t, h, w).
   virtual void rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) = 0;
   // dst = src (same shape and dtype) with rope() applied: how the attention context is gathered from
-  // the cache with its keys rotated on the way. The default copies, then rotates in place; the CUDA
-  // backend does it in one pass where every column is rotated.
+  // the cache with its keys rotated on the way. With a column window src_col, dst = the columns
+  // [src_col, src_col + dst's cols) of src, rotated. The default copies, then rotates in place; the
+  // CUDA backend does it in one pass where every column is rotated.
   virtual void rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
-                         Tensor pos);
+                         Tensor pos, int64_t src_col = kAllColumns);
   // out [Tq, H*dv] = softmax(q k^T * scale) v per head; q [Tq, H*dk], k [Tk, Hk*dk], v [Tk, Hk*dv],
   // Hk = H (MHA) or 1 (shared key/value, MQA: the absorbed MLA path). Full (non-causal) attention.
   virtual void attention(Tensor q, Tensor k, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,

@@ -286,6 +286,23 @@ TEST_F(CudaOps, CopyRows) {
   check(b, "copy_rows");
 }
 
+TEST_F(CudaOps, CopyRowsColumnWindow) {
+  // A column window of a wider tensor: a 2D memcpy between equal dtypes, the strided conversion
+  // kernel between different ones (the chunk's rope key or values read out of a fused projection).
+  for (DType src : {DType::BF16, DType::F32}) {
+    Pair a = rnd(Shape{50, 992}, src);
+    Pair b = rnd(Shape{40, 32}, DType::BF16);
+    cpu->copy_rows(a.c.t, 5, b.c.t, 3, 30, 192);
+    gpu->copy_rows(a.g.t, 5, b.g.t, 3, 30, 192);
+    check(b, std::string("copy_rows column window ") + std::string(dtype_name(src)) + "->BF16",
+          src == DType::BF16 ? 1e-30 : kTol);
+  }
+  Pair a = rnd(Shape{8, 30}, DType::BF16);
+  Pair b = rnd(Shape{8, 16}, DType::BF16);
+  EXPECT_THROW(gpu->copy_rows(a.g.t, 0, b.g.t, 0, 8, 20), ShapeError);  // past the last column
+  EXPECT_THROW(gpu->copy_rows(a.g.t, 0, b.g.t, 0, 8), ShapeError);      // no window: widths must match
+}
+
 TEST_F(CudaOps, Fill) {
   for (float v : {0.f, -1.75f, 3.5f}) {
     Pair a = out(Shape{1000, 3}, DType::BF16);
@@ -582,6 +599,28 @@ TEST_F(CudaOps, RmsNorm) {
   }
 }
 
+TEST_F(CudaOps, RmsNormColumnWindow) {
+  // y [T, D] = RMSNorm of the columns [col, col + D) of x [T, W]: the slices of the fused
+  // projections' outputs (Wan MLA kv_norm and q_norm, Wan MHA norm_k, tiny MLA), then windows the
+  // one-warp-per-row kernel cannot take (odd column, row stride not a multiple of 4, wide rows).
+  struct Case {
+    int64_t D, col, W;
+  };
+  for (Case c : {Case{192, 0, 992}, Case{768, 224, 992}, Case{1536, 1536, 4608}, Case{40, 0, 248}, Case{192, 56, 248},
+                 Case{19, 3, 30}, Case{384, 2, 770}, Case{2100, 8, 2200}}) {
+    Pair x = rnd(Shape{150, c.W}, DType::BF16, -2.f, 2.f);
+    Pair w = rnd(Shape{c.D}, DType::BF16, 0.5f, 1.5f);
+    Pair y = out(Shape{150, c.D}, DType::BF16);
+    cpu->rms_norm(x.c.t, w.c.t, y.c.t, 1e-6f, c.col);
+    gpu->rms_norm(x.g.t, w.g.t, y.g.t, 1e-6f, c.col);
+    check(y, "rms_norm column window " + std::to_string(c.col) + "+" + std::to_string(c.D) + " of " + std::to_string(c.W));
+  }
+  Pair x = rnd(Shape{10, 30}, DType::BF16);
+  Pair y = out(Shape{10, 16}, DType::BF16);
+  EXPECT_THROW(gpu->rms_norm(x.g.t, kNone, y.g.t, 1e-6f, 20), ShapeError);  // past the last column
+  EXPECT_THROW(gpu->rms_norm(x.g.t, kNone, y.g.t, 1e-6f), ShapeError);      // no window: widths must match
+}
+
 TEST_F(CudaOps, LnModulate) {
   const int F = 3, rows_per_frame = 64, D = 384;
   Pair x = rnd(Shape{F * rows_per_frame, D}, DType::F32, -3.f, 3.f);
@@ -652,6 +691,14 @@ TEST_F(CudaOps, Rope) {
     gpu->rope_copy(x.g.t, y.g.t, c.heads, c.head_stride, c.offset, sg, pg.t);
     check(y, std::string(c.name) + " (rope_copy)");
     EXPECT_TRUE(get(gpu, x.g.t) == x_before) << c.name << ": rope_copy changed its source";
+    // From a column window of a wider tensor (a slice of a fused projection's output): the same
+    // one-pass kernel with the source's row stride, or the strided copy and the rotation.
+    const int64_t n = int64_t(c.heads) * c.head_stride;
+    Pair wide = rnd(Shape{T, 24 + n + 40}, DType::BF16, -2.f, 2.f);
+    Pair yw = out(x.shape);
+    cpu->rope_copy(wide.c.t, yw.c.t, c.heads, c.head_stride, c.offset, sc, pc.t, 24);
+    gpu->rope_copy(wide.g.t, yw.g.t, c.heads, c.head_stride, c.offset, sg, pg.t, 24);
+    check(yw, std::string(c.name) + " (rope_copy, column window)");
     cpu->rope(x.c.t, c.heads, c.head_stride, c.offset, sc, pc.t);
     gpu->rope(x.g.t, c.heads, c.head_stride, c.offset, sg, pg.t);
     check(x, c.name);

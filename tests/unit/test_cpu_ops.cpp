@@ -184,6 +184,28 @@ TEST_F(CpuOps, RmsNormWithAndWithoutWeight) {
   }
 }
 
+TEST_F(CpuOps, RmsNormOfAColumnWindow) {
+  // The columns [col, col + D) of a wider x, as slices of a fused projection's output are read:
+  // the first, a middle and the last slice, and an odd offset.
+  const int64_t T = 21, W = 75;
+  auto x = rnd(size_t(T * W), 25);
+  auto X = make({T, W}, x);
+  for (auto [col, D] : {std::pair<int64_t, int64_t>{0, 40}, {40, 16}, {56, 19}, {3, 72}}) {
+    auto w = rnd(size_t(D), 26);
+    Vec wd = dbl(w);
+    auto Wt = make({D}, w), Y = out({T, D});
+    be->rms_norm(X.t, Wt.t, Y.t, 1e-6f, col);
+    EXPECT_LT(nerr(get(Y.t), naive::rms_norm(dbl(naive::columns(x, T, W, col, D)), &wd, T, D, 1e-6)), kTol) << col;
+  }
+  EXPECT_EQ(get(X.t), x);  // the source is untouched
+  auto Y = out({T, 16});
+  EXPECT_THROW(be->rms_norm(X.t, Tensor{}, Y.t, 1e-6f, 60), ShapeError);  // past the last column
+  EXPECT_THROW(be->rms_norm(X.t, Tensor{}, Y.t, 1e-6f, -2), ShapeError);
+  EXPECT_THROW(be->rms_norm(X.t, Tensor{}, Y.t, 1e-6f), ShapeError);      // no window: widths must match
+  const Tensor inside = X.t.view({T * W, 1}).rows_slice(0, T * 16).view({T, 16});
+  EXPECT_THROW(be->rms_norm(X.t, Tensor{}, inside, 1e-6f, 0), ShapeError);  // the window overlaps y
+}
+
 TEST_F(CpuOps, LnModulateUsesTheFrameOfEachRow) {
   const int64_t F = 3, rpf = 7, T = F * rpf, D = 48, K = 6;
   auto x = rnd(size_t(T * D), 30), mod = rnd(size_t(F * K * D), 31);
@@ -261,6 +283,31 @@ TEST_F(CpuOps, RopeMatchesNaiveWithOffset) {
   be->rope(X.t, heads, hs, off, spec, P.t);
   Vec ref = naive::rope(dbl(x), T, heads, hs, off, r.freqs, r.axes, pos);
   EXPECT_LT(nerr(get(X.t), ref), kTol);
+}
+
+TEST_F(CpuOps, RopeCopyFromAColumnWindow) {
+  // rope_copy from a column window of a wider tensor: the shared rope key of MLA (every column
+  // rotated) and heads rotated from an offset, next to other columns.
+  const int64_t T = 17, W = 81;
+  RopeFixture r = mla_rope();
+  auto x = rnd(size_t(T * W), 46);
+  auto pos = positions(T, 47);
+  auto X = make({T, W}, x), P = make_i32({T, 3}, pos);
+  auto Fq = make({int64_t(r.freqs.size())}, r.freqs);
+  auto Ax = make_i32({int64_t(r.axes.size())}, r.axes);
+  RopeSpec spec{Fq.t, Ax.t, int(r.freqs.size())};
+  struct Case { int heads, hs, off; int64_t col; };
+  for (Case c : {Case{1, 16, 0, 40}, Case{3, 24, 6, 5}, Case{1, 16, 0, 0}}) {
+    const int64_t n = int64_t(c.heads) * c.hs;
+    auto Y = out({T, n});
+    be->rope_copy(X.t, Y.t, c.heads, c.hs, c.off, spec, P.t, c.col);
+    Vec ref = naive::rope(dbl(naive::columns(x, T, W, c.col, n)), T, c.heads, c.hs, c.off, r.freqs, r.axes, pos);
+    EXPECT_LT(nerr(get(Y.t), ref), kTol) << "column " << c.col;
+  }
+  EXPECT_EQ(get(X.t), x);
+  auto Y = out({T, 16});
+  EXPECT_THROW(be->rope_copy(X.t, Y.t, 1, 16, 0, spec, P.t), ShapeError);  // no window: widths must match
+  EXPECT_THROW(be->rope_copy(X.t, Y.t, 1, 16, 0, spec, P.t, 70), ShapeError);
 }
 
 TEST_F(CpuOps, RopeScoresDependOnlyOnOffsets) {
@@ -509,6 +556,29 @@ TEST_F(CpuOps, CopyRowsCopyAndFill) {
   auto C = out({7, 10});
   be->copy(A.t, C.t);
   EXPECT_EQ(get(C.t), shifted);
+}
+
+TEST_F(CpuOps, CopyRowsFromAColumnWindow) {
+  const int64_t R = 10, W = 12;
+  auto a = rnd(size_t(R * W), 86);
+  auto A = make({R, W}, a), B = out({6, 5});
+  be->fill(B.t, 2.5f);
+  be->copy_rows(A.t, 3, B.t, 1, 4, 7);  // columns 7..11 of rows 3..6
+  auto got = get(B.t);
+  for (int64_t r = 0; r < 6; ++r)
+    for (int64_t c = 0; c < 5; ++c)
+      ASSERT_EQ(got[size_t(r * 5 + c)], (r >= 1 && r < 5) ? a[size_t((r + 2) * W + 7 + c)] : 2.5f);
+  // Into another dtype: the rounded values.
+  auto BB = be->alloc({R, 4}, DType::BF16);
+  be->copy_rows(A.t, 0, BB.t, 0, R, 2);
+  std::vector<uint16_t> bits(size_t(R * 4));
+  be->download(BB.t, bits.data(), DType::BF16);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < 4; ++c) ASSERT_EQ(bits[size_t(r * 4 + c)], f32_to_bf16(a[size_t(r * W + 2 + c)]));
+  EXPECT_EQ(get(A.t), a);
+  EXPECT_THROW(be->copy_rows(A.t, 0, B.t, 0, 2, 8), ShapeError);   // past the last column
+  EXPECT_THROW(be->copy_rows(A.t, 0, B.t, 0, 2), ShapeError);      // no window: widths must match
+  EXPECT_THROW(be->copy_rows(A.t, 0, A.t.view({24, 5}), 0, 2, 1), ShapeError);  // the window overlaps dst
 }
 
 TEST_F(CpuOps, UploadDownloadF16Bf16I32U8) {

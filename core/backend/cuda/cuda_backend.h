@@ -41,7 +41,8 @@ class CudaBackend final : public Backend {
   void synchronize() override;
 
   void copy(Tensor src, Tensor dst) override;
-  void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n) override;
+  void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n,
+                 int64_t src_col = kAllColumns) override;
   void fill(Tensor dst, float value) override;
   void concat_heads(Tensor a, int da, Tensor b, int db, int heads, Tensor out) override;
   void concat_channels(Tensor a, Tensor b, Tensor out) override;
@@ -55,14 +56,14 @@ class CudaBackend final : public Backend {
   void gemm_batched(const GemmBatched& p) override;
 
   void layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) override;
-  void rms_norm(Tensor x, Tensor w, Tensor y, float eps) override;
+  void rms_norm(Tensor x, Tensor w, Tensor y, float eps, int64_t x_col = kAllColumns) override;
   void ln_modulate(Tensor x, Tensor mod, int shift_idx, int scale_idx, int64_t rows_per_frame, Tensor y,
                    float eps) override;
   void gated_residual(Tensor x, Tensor y, Tensor mod, int gate_idx, int64_t rows_per_frame) override;
 
   void rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) override;
   void rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
-                 Tensor pos) override;
+                 Tensor pos, int64_t src_col = kAllColumns) override;
   void attention(Tensor q, Tensor k, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,
                  float scale) override;
 
