@@ -16,6 +16,13 @@ struct DitBlock {
   // self-attention, MLA
   Linear q_down, q_up, q_rope, kv_down, k_up, v_up, k_rope;
   OwnedTensor q_norm, kv_norm;
+  // Fused projections (Dit::fused_projections()), built on the device from the checkpoint's tensors
+  // above, which are then released: one GEMM instead of several over the same input.
+  //   in_proj: the projections of the normalised block input. MLA [kv_down; k_rope; q_down]
+  //            [d_c + rope + d_q, dim]; MHA [q; k; v] [3*dim, dim] with the biases concatenated.
+  //   q_proj:  MLA, the projections of c_q, rows per head [q_up_h; q_rope_h] [H*(nope + rope), d_q],
+  //            so that its output is the per-head query layout [q_nope_h | q_r_h] of attention.
+  Linear in_proj, q_proj;
   Linear o;
   OwnedTensor norm3_w, norm3_b;
   Linear cq, ck, cv, co;  // cross_attn.{q,k,v,o}
@@ -48,9 +55,13 @@ struct PassArgs {
 
 class Dit {
  public:
+  // Fuses the self-attention projections that share an input (DitBlock::in_proj, q_proj) unless
+  // the environment variable VMLA_FUSED_PROJECTIONS is 0 (read here, once per model; the separate
+  // projections are kept for comparisons).
   Dit(const ModelConfig& cfg, Backend& be, WeightLoader& wl);
   const ModelConfig& config() const { return cfg_; }
   int64_t params() const { return params_; }
+  bool fused_projections() const { return fused_; }
 
   // text [text_len, text_dim] -> per-layer cross-attention K/V (computed once per prompt).
   CrossKV cross_kv(Backend& be, Tensor text, Arena& arena) const;
@@ -72,6 +83,7 @@ class Dit {
   OwnedTensor rope_eye_;  // [rope_dim, rope_dim] identity (MLA): broadcasts the shared rope key
   RopeSpec dense_rope_, mla_rope_;
   int64_t params_ = 0;
+  bool fused_ = true;
 };
 
 // Host helpers shared with tests.

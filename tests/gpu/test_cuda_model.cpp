@@ -1,14 +1,19 @@
 // Whole-chunk parity: the CUDA backend (bf16 storage, fp32 accumulation) against the CPU backend (fp32)
-// for the tiny model and 2-layer Wan-1.3B MLA/MHA configurations with the same random weights; and
-// the start-up warm-up on CUDA changes no frame.
+// for the tiny model and 2-layer Wan-1.3B MLA/MHA configurations with the same random weights; the
+// fused self-attention projections against the separate ones on CUDA; and the start-up warm-up on
+// CUDA changes no frame.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
+#include "core/model/dit.h"
 #include "core/model/model.h"
 #include "core/runtime/session.h"
 #include "core/runtime/warm_up.h"
+#include "tests/unit/engine_fixture.h"
 
 using namespace vmla;
 
@@ -32,12 +37,19 @@ bool have_cuda() {
 #endif
 }
 
-void parity(const std::string& name, int layers, int chunks, AttnPath path) {
-  if (!have_cuda()) GTEST_SKIP() << "no CUDA device";
+// The shipped configuration `name`, with `layers` layers (> 0) instead of its own, and the vocabulary
+// its text encoder needs.
+ModelConfig config_named(const std::string& name, int layers, std::vector<std::string>* vocab) {
   ModelConfig cfg = ModelConfig::from_file(std::string(VMLA_SOURCE_DIR) + "/resources/configs/" + name + ".json");
   if (layers > 0) cfg.layers = layers;
+  if (cfg.text_encoder.present) *vocab = load_vocabulary_file(std::string(VMLA_SOURCE_DIR) + "/resources/vocab/tiny-words.txt");
+  return cfg;
+}
+
+void parity(const std::string& name, int layers, int chunks, AttnPath path) {
+  if (!have_cuda()) GTEST_SKIP() << "no CUDA device";
   std::vector<std::string> vocab;
-  if (cfg.text_encoder.present) vocab = load_vocabulary_file(std::string(VMLA_SOURCE_DIR) + "/resources/vocab/tiny-words.txt");
+  const ModelConfig cfg = config_named(name, layers, &vocab);
   std::shared_ptr<Backend> cpu = create_cpu_backend();
   std::shared_ptr<Backend> gpu = create_backend("cuda");
   auto mc = Model::random(cfg, vocab, 42, cpu);
@@ -69,7 +81,47 @@ void parity(const std::string& name, int layers, int chunks, AttnPath path) {
   }
 }
 
+// The fused projections (the default) against the separate ones (VMLA_FUSED_PROJECTIONS=0, read when
+// the model is built) on one CUDA backend, same weights: latents of `chunks` chunks, each followed by
+// its cache pass, so later chunks also compare the cache entries.
+void fused_vs_separate(const std::string& name, int layers, int chunks, AttnPath path) {
+  if (!have_cuda()) GTEST_SKIP() << "no CUDA device";
+  std::vector<std::string> vocab;
+  const ModelConfig cfg = config_named(name, layers, &vocab);
+  std::shared_ptr<Backend> gpu = create_backend("cuda");
+  auto build = [&](const char* fused) {
+    test::ScopedEnv env("VMLA_FUSED_PROJECTIONS", fused);
+    return Model::random(cfg, vocab, 42, gpu);
+  };
+  auto mf = build("1"), ms = build("0");
+  ASSERT_TRUE(mf->dit().fused_projections());
+  ASSERT_FALSE(ms->dit().fused_projections());
+  SessionOptions so;
+  so.keep_snapshots = false;
+  so.decode = false;
+  so.attn_path = path;
+  Session sf(mf, so), ss(ms, so);
+  for (int c = 0; c < chunks; ++c) {
+    ChunkSpec spec{"a red ball bouncing on the beach at sunset", 7, false};
+    sf.extend(spec);
+    ss.extend(spec);
+    const double e = rel_err(sf.latent(c), ss.latent(c));
+    std::printf("[fused projections] %s layers=%d path=%s chunk %d: latent normalised difference %.3e "
+                "(fused %.1f ms, separate %.1f ms)\n",
+                name.c_str(), cfg.layers, attn_path_name(sf.attn_path()), c, e, sf.metrics().ms_last_chunk,
+                ss.metrics().ms_last_chunk);
+    EXPECT_LT(e, 1e-2) << name << " chunk " << c;
+  }
+}
+
 }  // namespace
+
+TEST(CudaFusedProjections, TinyAbsorbed) { fused_vs_separate("tiny", -1, 3, AttnPath::Absorbed); }
+TEST(CudaFusedProjections, TinyExpanded) { fused_vs_separate("tiny", -1, 3, AttnPath::Expanded); }
+TEST(CudaFusedProjections, TinyMha) { fused_vs_separate("tiny-mha", -1, 3, AttnPath::Auto); }
+TEST(CudaFusedProjections, Wan13bMlaAbsorbed2Layers) { fused_vs_separate("wan1.3b-mla", 2, 2, AttnPath::Absorbed); }
+TEST(CudaFusedProjections, Wan13bMlaExpanded2Layers) { fused_vs_separate("wan1.3b-mla", 2, 2, AttnPath::Expanded); }
+TEST(CudaFusedProjections, Wan13bMha2Layers) { fused_vs_separate("wan1.3b-mha", 2, 2, AttnPath::Auto); }
 
 TEST(CudaModelParity, TinyAbsorbed) { parity("tiny", -1, 3, AttnPath::Absorbed); }
 TEST(CudaModelParity, TinyExpanded) { parity("tiny", -1, 2, AttnPath::Expanded); }
