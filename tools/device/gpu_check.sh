@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs on an NVIDIA H100/H200 machine (no Qt, no FFmpeg there): builds the engine without the UI,
 # runs the CUDA op, whole-chunk and shared-workspace stream parity tests, then the benchmarks (Wan
-# configs twice: the wgmma attention kernel and, with VMLA_CUDA_SM90_ATTENTION=0, the mma.sync one)
-# and the concurrent-streams memory sweep of issue 5, and prints a short table last.
+# configs three times: as shipped; with VMLA_CUDA_SM90_ATTENTION=0, the mma.sync attention kernel
+# instead of the wgmma one; with VMLA_FUSED_PROJECTIONS=0, separate self-attention projections
+# instead of fused ones) and the concurrent-streams memory sweep of issue 5, and prints a short table
+# last.
 # Usage (from the repository root): bash tools/device/gpu_check.sh [OUTDIR]
 set -uo pipefail
 out=${1:-${OUT:-/tmp/vmla-gpu}}
@@ -23,6 +25,9 @@ for cfg in wan1.3b-mla wan1.3b-mha; do
   # the same run with the mma.sync attention kernel instead of the wgmma one (the A/B of the kernel)
   VMLA_CUDA_SM90_ATTENTION=0 $B bench $cfg --backend cuda --chunks 3 --warmup 1 --json "$out/$cfg-mma.json" \
     > "$out/bench-$cfg-mma-attention.log" 2>&1
+  # the same run with separate self-attention projections (the A/B of the fused ones)
+  VMLA_FUSED_PROJECTIONS=0 $B bench $cfg --backend cuda --chunks 3 --warmup 1 --json "$out/$cfg-separate.json" \
+    > "$out/bench-$cfg-separate-projections.log" 2>&1
 done
 # concurrent streams: per-stream memory and how many fit in 80 GB (issue 5); VMLA_GPU_CHECK_STREAMS=0 skips
 if [ "${VMLA_GPU_CHECK_STREAMS:-1}" != 0 ]; then
@@ -32,7 +37,7 @@ if [ "${VMLA_GPU_CHECK_STREAMS:-1}" != 0 ]; then
   $B bench wan1.3b-mha --backend cuda --window 21 --streams 1,4,8 --chunks 1 > "$out/streams-w21-mha.log" 2>&1
 fi
 echo "== op parity (exit $ops) =="; grep -E "FAILED|wgmma|tuned" "$out/ops.log" | head -20; tail -3 "$out/ops.log"
-echo "== chunk parity (exit $model) =="; grep -E "^\[parity\]|FAILED|PASSED" "$out/model.log"
+echo "== chunk parity (exit $model) =="; grep -E "^\[parity\]|^\[fused projections\]|FAILED|PASSED" "$out/model.log"
 echo "== shared-workspace streams on CUDA (exit $streams) =="; grep -E "OK|FAILED|PASSED|SKIPPED" "$out/streams.log" | tail -3
 echo "== benchmarks =="
 for f in "$out"/bench-*.log "$out"/streams-*.log; do [ -f "$f" ] && tail -n 1 "$f"; done
