@@ -131,4 +131,10 @@ void Backend::rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int 
   rope(dst, heads, head_stride, offset, spec, pos);
 }
 
+void Backend::rms_norm_rope(Tensor x, Tensor w, Tensor y, float eps, int heads, int head_dim, const RopeSpec& spec,
+                            Tensor pos, int64_t x_col) {
+  rms_norm(x, w, y, eps, x_col);
+  rope(y, heads, head_dim, 0, spec, pos);
+}
+
 }  // namespace vmla

@@ -162,6 +162,13 @@ class Backend {
   // CUDA backend does it in one pass where every column is rotated.
   virtual void rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
                          Tensor pos, int64_t src_col = kAllColumns);
+  // y [T, heads*head_dim] = rope(rms_norm(x, w), heads, head_dim, 0, spec, pos): each row normalised
+  // over all of y's columns (reading the column window x_col of x where given, as rms_norm), then the
+  // pairs from column 0 of every head rotated. Wan's query (norm_q over the model width, then 3D
+  // RoPE per head). y may alias x when there is no window. The default runs rms_norm, then rope; the
+  // CUDA backend normalises and rotates in one pass over each row.
+  virtual void rms_norm_rope(Tensor x, Tensor w, Tensor y, float eps, int heads, int head_dim, const RopeSpec& spec,
+                             Tensor pos, int64_t x_col = kAllColumns);
   // out [Tq, H*dv] = softmax(q k^T * scale) v per head; q [Tq, H*dk], k [Tk, Hk*dk], v [Tk, Hk*dv],
   // Hk = H (MHA) or 1 (shared key/value, MQA: the absorbed MLA path). Full (non-causal) attention.
   virtual void attention(Tensor q, Tensor k, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,

@@ -706,6 +706,116 @@ TEST_F(CudaOps, Rope) {
   }
 }
 
+TEST_F(CudaOps, RmsNormRope) {
+#ifdef VMLA_WITH_CUDA
+  // The MHA query (RMSNorm over the model width, then 3D rope per head) in one pass, against the
+  // CPU op and against CUDA's two passes (VMLA_CUDA_FUSED_NORM_ROPE=0: rms_norm, then rope). Wan
+  // (12 x 128, axes 44/42/42) and tiny (6 x 64, axes 24/20/20): the whole tensor, the q columns of
+  // the fused [q | k | v], and an odd column the one-warp-per-row kernel cannot take; then heads of
+  // 6 (a float4 holds the end of one head and the start of the next) and heads of 40 with 16 pairs
+  // (columns left unrotated). 190 rows: not a whole number of 8-row blocks.
+  std::unique_ptr<Backend> two = cuda_backend_with("VMLA_CUDA_FUSED_NORM_ROPE", "0");
+  struct Case {
+    int heads, hd, dims[3];
+    int64_t col, W;
+    const char* name;
+  };
+  const Case cases[] = {{12, 128, {44, 42, 42}, kAllColumns, 1536, "Wan"},
+                        {12, 128, {44, 42, 42}, 0, 4608, "Wan, q of qkv"},
+                        {12, 128, {44, 42, 42}, 3, 4608, "Wan, column 3"},
+                        {6, 64, {24, 20, 20}, kAllColumns, 384, "tiny"},
+                        {6, 64, {24, 20, 20}, 0, 1152, "tiny, q of qkv"},
+                        {6, 64, {24, 20, 20}, 1, 1152, "tiny, column 1"},
+                        {8, 6, {2, 2, 2}, kAllColumns, 48, "heads of 6"},
+                        {4, 40, {12, 10, 10}, 8, 200, "16 of 20 pairs"}};
+  const int64_t T = 190;
+  for (const Case& c : cases) {
+    const int64_t D = int64_t(c.heads) * c.hd;
+    std::vector<float> freqs;
+    std::vector<int32_t> axes;
+    for (int a = 0; a < 3; ++a)
+      for (int j = 0; j < c.dims[a] / 2; ++j) {
+        freqs.push_back(std::pow(10000.f, -2.f * float(j) / float(c.dims[a])));
+        axes.push_back(a);
+      }
+    const int npairs = int(freqs.size());
+    std::vector<int32_t> pos(size_t(T) * 3);
+    std::uniform_int_distribution<int> up(0, 60);
+    for (auto& v : pos) v = up(rng);
+    auto upload_both = [&](const void* h, DType hdt, Shape s, DType dt, OwnedTensor& oc, OwnedTensor& og) {
+      oc = cpu->alloc(s, dt);
+      og = gpu->alloc(s, dt);
+      cpu->upload(h, hdt, oc.t);
+      gpu->upload(h, hdt, og.t);
+    };
+    OwnedTensor fc, fg, ac, ag, pc, pg;
+    upload_both(freqs.data(), DType::F32, Shape{npairs}, DType::F32, fc, fg);
+    upload_both(axes.data(), DType::I32, Shape{npairs}, DType::I32, ac, ag);
+    upload_both(pos.data(), DType::I32, Shape{T, 3}, DType::I32, pc, pg);
+    RopeSpec sc{fc.t, ac.t, npairs}, sg{fg.t, ag.t, npairs};
+    Pair x = rnd(Shape{T, c.W}, DType::BF16, -2.f, 2.f);
+    Pair w = rnd(Shape{D}, DType::BF16, 0.5f, 1.5f);
+    Pair y = out(Shape{T, D});
+    cpu->rms_norm_rope(x.c.t, w.c.t, y.c.t, 1e-6f, c.heads, c.hd, sc, pc.t, c.col);
+    gpu->rms_norm_rope(x.g.t, w.g.t, y.g.t, 1e-6f, c.heads, c.hd, sg, pg.t, c.col);
+    check(y, std::string("rms_norm_rope ") + c.name);
+    // The two passes round to bf16 in between; the one pass rounds once.
+    OwnedTensor y2 = gpu->alloc(Shape{T, D}, DType::BF16);
+    gpu->fill(y2.t, kNaN);
+    gpu->synchronize();
+    two->rms_norm_rope(x.g.t, w.g.t, y2.t, 1e-6f, c.heads, c.hd, sg, pg.t, c.col);
+    two->synchronize();
+    const double err = compare(get(gpu, y2.t), get(gpu, y.g.t), std::string("rms_norm_rope one vs two passes ") + c.name);
+    EXPECT_LT(err, kTol) << c.name;
+  }
+  // A Wan chunk's queries (3 latent frames of 30 x 52 tokens, the q columns of qkv): one pass
+  // against two, timed (printed; the A/B of the whole pass is videomla bench with the switch).
+  const int64_t Tw = 4680, Dw = 1536;
+  std::vector<float> freqs;
+  std::vector<int32_t> axes;
+  for (int a = 0; a < 3; ++a)
+    for (int j = 0; j < (a == 0 ? 22 : 21); ++j) {
+      freqs.push_back(std::pow(10000.f, -2.f * float(j) / float(a == 0 ? 44 : 42)));
+      axes.push_back(a);
+    }
+  std::vector<int32_t> pos(size_t(Tw) * 3);
+  for (int64_t t = 0; t < Tw; ++t) {
+    pos[size_t(t * 3)] = int32_t(6 + t / 1560);
+    pos[size_t(t * 3 + 1)] = int32_t(t % 1560 / 52);
+    pos[size_t(t * 3 + 2)] = int32_t(t % 52);
+  }
+  OwnedTensor fr = gpu->alloc(Shape{64}, DType::F32), ax = gpu->alloc(Shape{64}, DType::I32);
+  OwnedTensor ps = gpu->alloc(Shape{Tw, 3}, DType::I32);
+  gpu->upload(freqs.data(), DType::F32, fr.t);
+  gpu->upload(axes.data(), DType::I32, ax.t);
+  gpu->upload(pos.data(), DType::I32, ps.t);
+  const RopeSpec spec{fr.t, ax.t, 64};
+  const std::vector<float> hx = random_host(Tw * 3 * Dw, DType::BF16, -2.f, 2.f);
+  OwnedTensor qkv = gpu->alloc(Shape{Tw, 3 * Dw}, DType::BF16), nw = gpu->alloc(Shape{Dw}, DType::BF16);
+  OwnedTensor q = gpu->alloc(Shape{Tw, Dw}, DType::BF16);
+  gpu->upload(hx.data(), DType::F32, qkv.t);
+  gpu->fill(nw.t, 1.f);
+  double ms[2] = {0, 0};
+  Backend* bes[2] = {gpu, two.get()};
+  for (int b = 0; b < 2; ++b) {
+    Backend* be = bes[b];
+    gpu->synchronize();
+    be->rms_norm_rope(qkv.t, nw.t, q.t, 1e-6f, 12, 128, spec, ps.t, 0);
+    be->synchronize();
+    const int reps = 50;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < reps; ++r) be->rms_norm_rope(qkv.t, nw.t, q.t, 1e-6f, 12, 128, spec, ps.t, 0);
+    be->synchronize();
+    ms[b] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+  }
+  const double gb = 2.0 * double(Tw) * double(Dw) * 2.0 * 1e-9;  // one read of q and one write, bf16
+  std::printf("rms_norm_rope Wan query %lld x %lld: one pass %.4f ms (%.0f GB/s), two passes %.4f ms, %.2fx\n",
+              static_cast<long long>(Tw), static_cast<long long>(Dw), ms[0], gb / ms[0] * 1e3, ms[1], ms[1] / ms[0]);
+#else
+  GTEST_SKIP() << "no CUDA build";
+#endif
+}
+
 struct AttnCase {
   int64_t Tq, Tk;
   int heads, kv_heads, dk, dv;

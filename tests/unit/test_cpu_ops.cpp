@@ -310,6 +310,72 @@ TEST_F(CpuOps, RopeCopyFromAColumnWindow) {
   EXPECT_THROW(be->rope_copy(X.t, Y.t, 1, 16, 0, spec, P.t, 70), ShapeError);
 }
 
+// Dense rope over a whole head, as the MHA model builds it: axis a of dense size dims[a] has
+// dims[a] / 2 pairs, pair j at frequency 10000^(-2j / dims[a]).
+RopeFixture dense_rope(const int (&dims)[3]) {
+  RopeFixture r;
+  for (int a = 0; a < 3; ++a)
+    for (int j = 0; j < dims[a] / 2; ++j) {
+      r.freqs.push_back(float(std::pow(10000.0, -2.0 * j / dims[a])));
+      r.axes.push_back(a);
+    }
+  return r;
+}
+
+TEST_F(CpuOps, RmsNormRopeMatchesNormThenRope) {
+  // The MHA query: RMSNorm over the model width, then 3D rope over every head. Wan's layout (12
+  // heads of 128, axes 44/42/42) and the tiny model's (6 heads of 64, axes 24/20/20), the whole
+  // tensor and column windows (the q columns of the fused [q | k | v] output, one further in), with
+  // and without a weight. Same bits as rms_norm, then rope.
+  struct Case {
+    int heads, hd, dims[3];
+    int64_t col, W;
+    bool weight;
+  };
+  const int64_t T = 23;
+  for (Case c : {Case{12, 128, {44, 42, 42}, kAllColumns, 1536, true}, Case{12, 128, {44, 42, 42}, 0, 4608, true},
+                 Case{6, 64, {24, 20, 20}, kAllColumns, 384, true}, Case{6, 64, {24, 20, 20}, 0, 1152, true},
+                 Case{6, 64, {24, 20, 20}, 390, 1152, false}, Case{2, 32, {12, 10, 10}, 3, 70, true}}) {
+    const int64_t D = int64_t(c.heads) * c.hd;
+    const std::string name = std::to_string(c.heads) + "x" + std::to_string(c.hd) + " column " + std::to_string(c.col);
+    RopeFixture r = dense_rope(c.dims);
+    ASSERT_EQ(int(r.freqs.size()) * 2, c.hd);
+    auto x = rnd(size_t(T * c.W), 48, -2.f, 2.f), w = rnd(size_t(D), 49, 0.5f, 1.5f);
+    auto pos = positions(T, 50);
+    auto X = make({T, c.W}, x), Wt = make({D}, w), P = make_i32({T, 3}, pos);
+    auto Fq = make({int64_t(r.freqs.size())}, r.freqs);
+    auto Ax = make_i32({int64_t(r.axes.size())}, r.axes);
+    RopeSpec spec{Fq.t, Ax.t, int(r.freqs.size())};
+    const Tensor wt = c.weight ? Wt.t : Tensor{};
+    auto Y = out({T, D});
+    be->rms_norm_rope(X.t, wt, Y.t, 1e-6f, c.heads, c.hd, spec, P.t, c.col);
+    const int64_t col = c.col == kAllColumns ? 0 : c.col;
+    Vec wd = dbl(w);
+    Vec ref = naive::rope(naive::rms_norm(dbl(naive::columns(x, T, c.W, col, D)), c.weight ? &wd : nullptr, T, D, 1e-6),
+                          T, c.heads, c.hd, 0, r.freqs, r.axes, pos);
+    EXPECT_LT(nerr(get(Y.t), ref), kTol) << name;
+    auto Y2 = out({T, D});
+    be->rms_norm(X.t, wt, Y2.t, 1e-6f, c.col);
+    be->rope(Y2.t, c.heads, c.hd, 0, spec, P.t);
+    EXPECT_EQ(get(Y.t), get(Y2.t)) << name;
+    EXPECT_EQ(get(X.t), x) << name;  // the source is untouched
+  }
+  // In place, and shape errors: y not heads * head_dim wide, more pairs than a head holds.
+  RopeFixture r = dense_rope({12, 10, 10});
+  auto Fq = make({int64_t(r.freqs.size())}, r.freqs);
+  auto Ax = make_i32({int64_t(r.axes.size())}, r.axes);
+  RopeSpec spec{Fq.t, Ax.t, int(r.freqs.size())};
+  auto x = rnd(size_t(T * 64), 51);
+  auto pos = positions(T, 52);
+  auto X = make({T, 64}, x), P = make_i32({T, 3}, pos);
+  be->rms_norm_rope(X.t, Tensor{}, X.t, 1e-6f, 2, 32, spec, P.t);
+  EXPECT_LT(nerr(get(X.t), naive::rope(naive::rms_norm(dbl(x), nullptr, T, 64, 1e-6), T, 2, 32, 0, r.freqs, r.axes, pos)),
+            kTol);
+  auto Y = out({T, 64});
+  EXPECT_THROW(be->rms_norm_rope(X.t, Tensor{}, Y.t, 1e-6f, 3, 32, spec, P.t), ShapeError);
+  EXPECT_THROW(be->rms_norm_rope(X.t, Tensor{}, Y.t, 1e-6f, 4, 16, spec, P.t), ShapeError);
+}
+
 TEST_F(CpuOps, RopeScoresDependOnlyOnOffsets) {
   // Rotating q and k at absolute positions p and p + k must give the scores of positions 0 and k.
   const int64_t Tq = 12, Tk = 20;

@@ -180,6 +180,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   tensor_core_attention_ = !env_is("VMLA_CUDA_SIMPLE_ATTENTION", "1");
   sm90_attention_ = !env_is("VMLA_CUDA_SM90_ATTENTION", "0");
   fused_linear_ = !env_is("VMLA_CUDA_FUSED_LINEAR", "0");
+  fused_norm_rope_ = !env_is("VMLA_CUDA_FUSED_NORM_ROPE", "0");
   gemm_tune_ = env_is("VMLA_GEMM_TUNE", "1");
   profile_ = env_is("VMLA_CUDA_PROFILE", "1");
 }
@@ -1188,6 +1189,36 @@ void CudaBackend::rope_copy(Tensor src, Tensor dst, int heads, int head_stride, 
   p.src = byte_offset(src.data, col, src.dtype);
   p.src_ld = cols_of(src);
   check(k::launch_rope(p, stream_), op, "kernel");
+}
+
+void CudaBackend::rms_norm_rope(Tensor x, Tensor w, Tensor y, float eps, int heads, int head_dim, const RopeSpec& spec,
+                                Tensor pos, int64_t x_col) {
+  const char* op = "rms_norm_rope";
+  if (!fused_norm_rope_ || spec.npairs > k::kNormRopeMaxPairs) {  // two passes: rms_norm, then rope
+    Backend::rms_norm_rope(x, w, y, eps, heads, head_dim, spec, pos, x_col);
+    return;
+  }
+  enter(op);
+  const k::NormParams n = norm_params(x, w, Tensor{}, y, eps, true, op, x_col);
+  const k::RopeParams r = rope_params(op, y, heads, head_dim, 0, spec, pos);
+  k::NormRopeParams p;
+  p.x = n.x;
+  p.xt = n.xt;
+  p.ldx = n.ldx;
+  p.y = n.y;
+  p.yt = n.yt;
+  p.rows = n.rows;
+  p.D = n.D;
+  p.eps = eps;
+  p.w = n.w;
+  p.wt = n.wt;
+  p.head_dim = head_dim;
+  p.npairs = r.npairs;
+  p.freqs = r.freqs;
+  p.ft = r.ft;
+  p.axes = r.axes;
+  p.pos = r.pos;
+  check(k::launch_norm_rope(p, stream_), op, "kernel");
 }
 
 void CudaBackend::attention(Tensor q, Tensor kt, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,

@@ -64,6 +64,8 @@ class CudaBackend final : public Backend {
   void rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) override;
   void rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
                  Tensor pos, int64_t src_col = kAllColumns) override;
+  void rms_norm_rope(Tensor x, Tensor w, Tensor y, float eps, int heads, int head_dim, const RopeSpec& spec, Tensor pos,
+                     int64_t x_col = kAllColumns) override;
   void attention(Tensor q, Tensor k, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,
                  float scale) override;
 
@@ -214,11 +216,13 @@ class CudaBackend final : public Backend {
   // Switches for A/B measurements (environment, read once at construction):
   // VMLA_CUDA_SIMPLE_ATTENTION=1 keeps every attention on the simple fp32 kernel,
   // VMLA_CUDA_FUSED_LINEAR=0 keeps linear() on GEMM + bias/activation kernel,
+  // VMLA_CUDA_FUSED_NORM_ROPE=0 runs rms_norm_rope() as rms_norm, then rope (two passes),
   // Off (the default) keeps every cuBLASLt plan on the heuristic's first algorithm (no timing);
   // VMLA_GEMM_TUNE=1 times the candidates.
   bool tensor_core_attention_ = true;
   bool sm90_attention_ = true;  // VMLA_CUDA_SM90_ATTENTION=0: the mma.sync kernel on sm_90 too
   bool fused_linear_ = true;
+  bool fused_norm_rope_ = true;
   bool gemm_tune_ = false;
   Scratch scratch_op_, scratch_gemm_;
   Staging staging_[2];
