@@ -437,20 +437,20 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
   Tensor k_all, v_all;
   const Rotation rot_k{H, hd, &dense_rope_, pos_all};
   if (!exchange_cache(be, cv, layer, tpf, k_new, v_new, &rot_k, nullptr, write_only, arena, &k_all, &v_all)) return;
+  // Queries: normalised (qk_norm) and rotated in one op, from the q columns of qkv when fused.
   Tensor q = arena.tensor(Shape{T, D}, act);
   if (fused_) {
-    if (cfg_.qk_norm) {
-      be.rms_norm(qkv, blk.norm_q.t, q, cfg_.eps, 0);
-      be.rope(q, H, hd, 0, dense_rope_, pos_q);
-    } else {
-      be.rope_copy(qkv, q, H, hd, 0, dense_rope_, pos_q, 0);  // the q columns, rotated on the way
-    }
+    if (cfg_.qk_norm) be.rms_norm_rope(qkv, blk.norm_q.t, q, cfg_.eps, H, hd, dense_rope_, pos_q, 0);
+    else be.rope_copy(qkv, q, H, hd, 0, dense_rope_, pos_q, 0);
   } else {
     Tensor q_tmp = arena.tensor(Shape{T, D}, act);
     apply(be, blk.q, xn, q_tmp);
-    if (cfg_.qk_norm) be.rms_norm(q_tmp, blk.norm_q.t, q, cfg_.eps);
-    else be.copy(q_tmp, q);
-    be.rope(q, H, hd, 0, dense_rope_, pos_q);
+    if (cfg_.qk_norm) {
+      be.rms_norm_rope(q_tmp, blk.norm_q.t, q, cfg_.eps, H, hd, dense_rope_, pos_q);
+    } else {
+      be.copy(q_tmp, q);
+      be.rope(q, H, hd, 0, dense_rope_, pos_q);
+    }
   }
   Tensor heads_out = arena.tensor(Shape{T, D}, act);
   be.attention(q, k_all, v_all, heads_out, H, H, hd, hd, 1.f / std::sqrt(float(hd)));
