@@ -192,6 +192,31 @@ class CudaOps : public ::testing::Test {
     return err;
   }
 
+  // Rope tables (freqs, axes) and random positions [T, 3] in [0, max_pos] on both backends.
+  struct RopeTables {
+    OwnedTensor fc, fg, ac, ag, pc, pg;
+    RopeSpec cpu, gpu;
+  };
+  RopeTables rope_tables(const std::vector<float>& freqs, const std::vector<int32_t>& axes, int64_t T, int max_pos) {
+    std::vector<int32_t> pos(size_t(T) * 3);
+    std::uniform_int_distribution<int> up(0, max_pos);
+    for (auto& v : pos) v = up(rng);
+    auto upload_both = [&](const void* h, DType dt, Shape s, OwnedTensor& oc, OwnedTensor& og) {
+      oc = cpu->alloc(s, dt);
+      og = gpu->alloc(s, dt);
+      cpu->upload(h, dt, oc.t);
+      gpu->upload(h, dt, og.t);
+    };
+    const int n = int(freqs.size());
+    RopeTables r;
+    upload_both(freqs.data(), DType::F32, Shape{n}, r.fc, r.fg);
+    upload_both(axes.data(), DType::I32, Shape{n}, r.ac, r.ag);
+    upload_both(pos.data(), DType::I32, Shape{T, 3}, r.pc, r.pg);
+    r.cpu = RopeSpec{r.fc.t, r.ac.t, n};
+    r.gpu = RopeSpec{r.fg.t, r.ag.t, n};
+    return r;
+  }
+
   Backend* cpu = nullptr;
   Backend* gpu = nullptr;
   std::mt19937 rng;
@@ -668,20 +693,9 @@ TEST_F(CudaOps, Rope) {
       freqs[size_t(p)] = std::pow(10000.f, -2.f * float(p % 8) / 24.f);
     }
     std::vector<int32_t> axes(axes_f.begin(), axes_f.end());
-    std::vector<int32_t> pos(size_t(T) * 3);
-    std::uniform_int_distribution<int> up(0, 40);
-    for (auto& v : pos) v = up(rng);
-    auto upload_both = [&](const void* h, DType hdt, Shape s, DType dt, OwnedTensor& oc, OwnedTensor& og) {
-      oc = cpu->alloc(s, dt);
-      og = gpu->alloc(s, dt);
-      cpu->upload(h, hdt, oc.t);
-      gpu->upload(h, hdt, og.t);
-    };
-    OwnedTensor fc, fg, ac, ag, pc, pg;
-    upload_both(freqs.data(), DType::F32, Shape{c.npairs}, DType::F32, fc, fg);
-    upload_both(axes.data(), DType::I32, Shape{c.npairs}, DType::I32, ac, ag);
-    upload_both(pos.data(), DType::I32, Shape{T, 3}, DType::I32, pc, pg);
-    RopeSpec sc{fc.t, ac.t, c.npairs}, sg{fg.t, ag.t, c.npairs};
+    const RopeTables rt = rope_tables(freqs, axes, T, 40);
+    const RopeSpec &sc = rt.cpu, &sg = rt.gpu;
+    const OwnedTensor &pc = rt.pc, &pg = rt.pg;
     Pair x = rnd(Shape{T, c.heads * c.head_stride}, DType::BF16, -2.f, 2.f);
     // Out of place (how the context is gathered): one fused pass where every column rotates, else
     // a copy and the in-place rotation. The source must come through untouched.
@@ -738,32 +752,18 @@ TEST_F(CudaOps, RmsNormRope) {
         freqs.push_back(std::pow(10000.f, -2.f * float(j) / float(c.dims[a])));
         axes.push_back(a);
       }
-    const int npairs = int(freqs.size());
-    std::vector<int32_t> pos(size_t(T) * 3);
-    std::uniform_int_distribution<int> up(0, 60);
-    for (auto& v : pos) v = up(rng);
-    auto upload_both = [&](const void* h, DType hdt, Shape s, DType dt, OwnedTensor& oc, OwnedTensor& og) {
-      oc = cpu->alloc(s, dt);
-      og = gpu->alloc(s, dt);
-      cpu->upload(h, hdt, oc.t);
-      gpu->upload(h, hdt, og.t);
-    };
-    OwnedTensor fc, fg, ac, ag, pc, pg;
-    upload_both(freqs.data(), DType::F32, Shape{npairs}, DType::F32, fc, fg);
-    upload_both(axes.data(), DType::I32, Shape{npairs}, DType::I32, ac, ag);
-    upload_both(pos.data(), DType::I32, Shape{T, 3}, DType::I32, pc, pg);
-    RopeSpec sc{fc.t, ac.t, npairs}, sg{fg.t, ag.t, npairs};
+    const RopeTables rt = rope_tables(freqs, axes, T, 60);
     Pair x = rnd(Shape{T, c.W}, DType::BF16, -2.f, 2.f);
     Pair w = rnd(Shape{D}, DType::BF16, 0.5f, 1.5f);
     Pair y = out(Shape{T, D});
-    cpu->rms_norm_rope(x.c.t, w.c.t, y.c.t, 1e-6f, c.heads, c.hd, sc, pc.t, c.col);
-    gpu->rms_norm_rope(x.g.t, w.g.t, y.g.t, 1e-6f, c.heads, c.hd, sg, pg.t, c.col);
+    cpu->rms_norm_rope(x.c.t, w.c.t, y.c.t, 1e-6f, c.heads, c.hd, rt.cpu, rt.pc.t, c.col);
+    gpu->rms_norm_rope(x.g.t, w.g.t, y.g.t, 1e-6f, c.heads, c.hd, rt.gpu, rt.pg.t, c.col);
     check(y, std::string("rms_norm_rope ") + c.name);
     // The two passes round to bf16 in between; the one pass rounds once.
     OwnedTensor y2 = gpu->alloc(Shape{T, D}, DType::BF16);
     gpu->fill(y2.t, kNaN);
     gpu->synchronize();
-    two->rms_norm_rope(x.g.t, w.g.t, y2.t, 1e-6f, c.heads, c.hd, sg, pg.t, c.col);
+    two->rms_norm_rope(x.g.t, w.g.t, y2.t, 1e-6f, c.heads, c.hd, rt.gpu, rt.pg.t, c.col);
     two->synchronize();
     const double err = compare(get(gpu, y2.t), get(gpu, y.g.t), std::string("rms_norm_rope one vs two passes ") + c.name);
     EXPECT_LT(err, kTol) << c.name;
