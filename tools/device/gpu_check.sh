@@ -3,7 +3,8 @@
 # runs the CUDA op, whole-chunk and shared-workspace stream parity tests, then the benchmarks (Wan
 # configs three times: as shipped; with VMLA_CUDA_SM90_ATTENTION=0, the mma.sync attention kernel
 # instead of the wgmma one; with VMLA_FUSED_PROJECTIONS=0, separate self-attention projections
-# instead of fused ones) and the concurrent-streams memory sweep of issue 5, and prints a short table
+# instead of fused ones; MHA also with VMLA_CUDA_FUSED_NORM_ROPE=0, the queries normalised and
+# rotated in two passes) and the concurrent-streams memory sweep of issue 5, and prints a short table
 # last.
 # Usage (from the repository root): bash tools/device/gpu_check.sh [OUTDIR]
 set -uo pipefail
@@ -29,6 +30,9 @@ for cfg in wan1.3b-mla wan1.3b-mha; do
   VMLA_FUSED_PROJECTIONS=0 $B bench $cfg --backend cuda --chunks 3 --warmup 1 --json "$out/$cfg-separate.json" \
     > "$out/bench-$cfg-separate-projections.log" 2>&1
 done
+# MHA: the queries normalised and rotated in two passes (the A/B of the one-pass rms_norm_rope kernel)
+VMLA_CUDA_FUSED_NORM_ROPE=0 $B bench wan1.3b-mha --backend cuda --chunks 3 --warmup 1 \
+  --json "$out/wan1.3b-mha-norm-rope-two-passes.json" > "$out/bench-wan1.3b-mha-norm-rope-two-passes.log" 2>&1
 # concurrent streams: per-stream memory and how many fit in 80 GB (issue 5); VMLA_GPU_CHECK_STREAMS=0 skips
 if [ "${VMLA_GPU_CHECK_STREAMS:-1}" != 0 ]; then
   $B bench wan1.3b-mla --backend cuda --streams 1,4,16 --chunks 1 --json "$out/streams-w6-mla.json" > "$out/streams-w6-mla.log" 2>&1
@@ -36,7 +40,7 @@ if [ "${VMLA_GPU_CHECK_STREAMS:-1}" != 0 ]; then
   $B bench wan1.3b-mla --backend cuda --window 21 --streams 1,4,16 --chunks 1 > "$out/streams-w21-mla.log" 2>&1
   $B bench wan1.3b-mha --backend cuda --window 21 --streams 1,4,8 --chunks 1 > "$out/streams-w21-mha.log" 2>&1
 fi
-echo "== op parity (exit $ops) =="; grep -E "FAILED|wgmma|tuned" "$out/ops.log" | head -20; tail -3 "$out/ops.log"
+echo "== op parity (exit $ops) =="; grep -E "FAILED|wgmma|tuned|rms_norm_rope Wan" "$out/ops.log" | head -20; tail -3 "$out/ops.log"
 echo "== chunk parity (exit $model) =="; grep -E "^\[parity\]|^\[fused projections\]|FAILED|PASSED" "$out/model.log"
 echo "== shared-workspace streams on CUDA (exit $streams) =="; grep -E "OK|FAILED|PASSED|SKIPPED" "$out/streams.log" | tail -3
 echo "== benchmarks =="
