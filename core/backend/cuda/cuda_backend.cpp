@@ -182,6 +182,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   fused_linear_ = !env_is("VMLA_CUDA_FUSED_LINEAR", "0");
   gemm_tune_ = env_is("VMLA_GEMM_TUNE", "1");
   profile_ = env_is("VMLA_CUDA_PROFILE", "1");
+  graphs_ = env_is("VMLA_CUDA_GRAPHS", "1") && !profile_;
 }
 
 CudaBackend::~CudaBackend() {
@@ -226,6 +227,12 @@ CudaBackend::~CudaBackend() {
 void CudaBackend::enter(const char* op) const {
   check(cudaSetDevice(device_), op, "cudaSetDevice");
   if (profile_ && std::strcmp(op, "alloc") != 0 && std::strcmp(op, "synchronize") != 0) profile_mark(op);
+}
+
+void CudaBackend::not_capturing(const char* op) const {
+  if (capturing_)
+    throw DeviceError(std::string(op) + " while a pass is being recorded as a CUDA graph (a recorded pass may only "
+                      "enqueue ops; it is run op by op instead)");
 }
 
 void CudaBackend::profile_mark(const char* op) const {
@@ -280,6 +287,7 @@ MemoryInfo CudaBackend::memory_info() const {
 
 Buffer CudaBackend::alloc_bytes(size_t bytes) {
   enter("alloc");
+  not_capturing("alloc");
   if (bytes == 0) return Buffer(this, nullptr, 0);
   void* p = nullptr;
   cudaError_t e = cudaMalloc(&p, bytes);
@@ -306,6 +314,8 @@ void CudaBackend::free_bytes(void* p, size_t bytes) {
 
 void* CudaBackend::scratch(Scratch& s, size_t bytes, const char* op) {
   if (bytes <= s.bytes) return s.p;
+  not_capturing(op);
+  ++memory_epoch_;
   const size_t want = align256(std::max(bytes, s.bytes + s.bytes / 2));
   if (s.p) {
     check(cudaFreeAsync(s.p, stream_), op, "cudaFreeAsync (scratch)");
@@ -339,6 +349,7 @@ CudaBackend::Staging& CudaBackend::staging_slot(const char* op) {
 void CudaBackend::upload(const void* host, DType host_dtype, Tensor dst) {
   const char* op = "upload";
   enter(op);
+  not_capturing(op);
   need_dev(dst, op, "dst");
   const size_t n = size_t(dst.numel());
   if (n == 0) return;
@@ -360,6 +371,7 @@ void CudaBackend::upload(const void* host, DType host_dtype, Tensor dst) {
 void CudaBackend::download(Tensor src, void* host, DType host_dtype) {
   const char* op = "download";
   enter(op);
+  not_capturing(op);
   need_dev(src, op, "src");
   const size_t n = size_t(src.numel());
   if (n == 0) return;
@@ -387,6 +399,7 @@ void CudaBackend::download(Tensor src, void* host, DType host_dtype) {
 
 void CudaBackend::synchronize() {
   enter("synchronize");
+  not_capturing("synchronize");
   check(cudaStreamSynchronize(stream_), "synchronize", "cudaStreamSynchronize");
   if (profile_) profile_flush();
 }
