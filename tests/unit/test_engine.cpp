@@ -228,6 +228,20 @@ TEST(Session, ExtendByNChunksReportsMetrics) {
   EXPECT_EQ(s.metrics().cached_tokens, 3 * 16);  // sink 1 + window 2 frames of 16 tokens
 }
 
+// Every pass goes through the session's PassGraphs; the CPU backend's runs each one op by op.
+TEST(Session, CpuPassesRunOpByOp) {
+  auto m = small_model("mla");
+  Session s(m);
+  int64_t passes = 0;
+  SessionCallbacks cb;
+  cb.on_progress = [&](const Progress&) { ++passes; };
+  s.extend(kBall, 3, cb);
+  const PassGraphs::Stats g = s.pass_graphs();
+  EXPECT_FALSE(m->backend().pass_graphs_enabled());
+  EXPECT_EQ(g.eager, passes);
+  EXPECT_EQ(g.captured + g.updated + g.replayed + g.failed + g.graphs, 0);
+}
+
 TEST(Session, MhaModelRuns) {
   auto m = small_model("mha");
   Session s(m);
