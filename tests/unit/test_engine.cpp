@@ -370,6 +370,32 @@ TEST(WarmUp, OffOnTheCpuUnlessAskedAndACancelEndsItQuietly) {
   EXPECT_EQ(cut.chunks, 0);
 }
 
+// What recorded passes (CUDA graphs) rely on: the same arena state and sequence of tensor() calls
+// give the same addresses, also after the arena grew (blocks are appended, never moved), and an
+// ArenaScope gives back what was allocated inside it.
+TEST(Arena, SameStateAndSequenceGiveSameAddresses) {
+  auto be = create_cpu_backend(1);
+  Arena arena(be.get(), 4096);
+  auto sequence = [&] {
+    ArenaScope scope(arena);
+    std::vector<const void*> at;
+    for (int64_t n : {100, 2000, 50, 700}) at.push_back(arena.tensor(Shape{n}, DType::F32).data);
+    return at;
+  };
+  const auto first = sequence();
+  EXPECT_EQ(sequence(), first);
+  const size_t before = arena.capacity();
+  {
+    ArenaScope scope(arena);
+    arena.tensor(Shape{100000}, DType::F32);
+  }
+  EXPECT_GT(arena.capacity(), before);
+  EXPECT_EQ(sequence(), first);
+  Tensor held = arena.tensor(Shape{10}, DType::F32);  // another starting state: other addresses
+  EXPECT_NE(sequence(), first);
+  (void)held;
+}
+
 TEST(Decoder, ChunkedDecodingEqualsWhole) {
   auto m = small_model("mla");
   Backend& be = m->backend();
