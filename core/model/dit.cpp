@@ -497,33 +497,38 @@ void Dit::forward(Backend& be, const PassArgs& args, Arena& arena) const {
     body();
     return;
   }
-  // Everything the ops' launches depend on besides the model's own tensors: shapes, the path, every
-  // address read or written (inputs, outputs, prompt K/V, cache, arena position) and the slot lists.
-  std::vector<uint64_t> key;
-  auto word = [&](auto v) { key.push_back(uint64_t(v)); };
-  auto addr = [&](const void* p) { key.push_back(uint64_t(reinterpret_cast<uintptr_t>(p))); };
-  addr(this);
-  word(F);
-  word(args.absorbed);
-  addr(args.x.data);
-  addr(args.v_out.data);
-  addr(sinus.data);
-  addr(pos_all.data);
+  // What the ops' launches depend on besides the model's own tensors. Layout: the sequence and shapes
+  // (frames, MLA path, cache pass or not, the read and write slots, which decide the gather and
+  // scatter copies) and the arena's position, which fixes every scratch address (the uploads above
+  // included). Addresses: the caller's tensors (latent, velocity, the prompt's K/V, the cache).
+  PassKey key;
+  auto word = [](std::vector<uint64_t>& k, auto v) { k.push_back(uint64_t(v)); };
+  auto addr = [](std::vector<uint64_t>& k, const void* p) { k.push_back(uint64_t(reinterpret_cast<uintptr_t>(p))); };
+  std::vector<uint64_t>& lay = key.layout;
+  addr(lay, this);
+  word(lay, F);
+  word(lay, args.absorbed);
+  word(lay, args.v_out.empty());
   const Arena::Mark am = arena.mark();
-  word(am.cur);
-  word(am.used);
+  word(lay, am.cur);
+  word(lay, am.used);
+  addr(lay, sinus.data);
+  addr(lay, pos_all.data);
+  word(lay, cv.read_slots.size());
+  for (int sl : cv.read_slots) word(lay, int64_t(sl));
+  word(lay, cv.write_slots.size());
+  for (int sl : cv.write_slots) word(lay, int64_t(sl));
+  std::vector<uint64_t>& at = key.addresses;
+  addr(at, args.x.data);
+  addr(at, args.v_out.data);
   for (size_t n = 0; n < args.context->k.size(); ++n) {
-    addr(args.context->k[n].t.data);
-    addr(args.context->v[n].t.data);
+    addr(at, args.context->k[n].t.data);
+    addr(at, args.context->v[n].t.data);
   }
   for (size_t n = 0; n < cv.a.size(); ++n) {
-    addr(cv.a[n].data);
-    addr(cv.b[n].data);
+    addr(at, cv.a[n].data);
+    addr(at, cv.b[n].data);
   }
-  word(cv.read_slots.size());
-  for (int sl : cv.read_slots) word(int64_t(sl));
-  word(cv.write_slots.size());
-  for (int sl : cv.write_slots) word(int64_t(sl));
   args.graphs->run(key, body);
 }
 

@@ -45,7 +45,7 @@ namespace {
 
 class EagerPassGraphs final : public PassGraphs {
  public:
-  void run(const std::vector<uint64_t>&, const std::function<void()>& body) override {
+  void run(const PassKey&, const std::function<void()>& body) override {
     ++stats_.eager;
     body();
   }

@@ -75,18 +75,26 @@ struct MemoryInfo {
 // Recorded passes: a cache of op sequences that a backend can replay instead of issuing their ops one
 // by one (CUDA graphs), made by Backend::new_pass_graphs() for one caller (a Session).
 // run(key, body): body only enqueues ops on the backend (no upload, download, synchronize or
-// allocation) and every launch it makes (device addresses, shapes, host-side values) is a function
-// of `key`; data that differs between runs with one key is read from device memory. The backend
-// then either runs body or replays what an earlier body with the same key enqueued: the same ops in
-// the same order, the same bits.
+// allocation), and every launch it makes is a function of the key: `layout` decides the sequence of
+// launches, their shapes and host-side values and the scratch addresses (e.g. the arena's state),
+// `addresses` are the caller's tensors the launches name, which may differ between runs of one
+// layout. Data that differs between runs of one key is read from device memory. The backend then
+// either runs body or replays what an earlier body with the same layout enqueued, retargeted to the
+// addresses: the same ops in the same order, the same bits.
+struct PassKey {
+  std::vector<uint64_t> layout;
+  std::vector<uint64_t> addresses;
+};
+
 class PassGraphs {
  public:
   virtual ~PassGraphs() = default;
-  virtual void run(const std::vector<uint64_t>& key, const std::function<void()>& body) = 0;
+  virtual void run(const PassKey& key, const std::function<void()>& body) = 0;
   struct Stats {
     int64_t eager = 0;     // bodies run op by op (graphs off, first run of a key, capture failed)
     int64_t captured = 0;  // bodies recorded into a new graph (then launched)
-    int64_t updated = 0;   // bodies recorded and applied to a stale graph in place (cudaGraphExecUpdate)
+    int64_t updated = 0;   // bodies recorded and applied to a graph of the layout in place (new addresses
+                           // or moved scratch; cudaGraphExecUpdate), then launched
     int64_t replayed = 0;  // launches of a graph without running body
     int64_t failed = 0;    // recordings that failed (body then ran op by op)
     int64_t graphs = 0;    // graphs held now

@@ -868,6 +868,9 @@ void CudaBackend::lt_decide(const LtKey& key, LtPlan& plan, const Tensor& x, con
       plan.tuning = c->second.tuning;
       plan.tuning.tune_ms = 0;
     } else {
+      // A pass being recorded leaves the choice to its op-by-op run (where the candidates are timed),
+      // so that passes give the same bits with and without graphs.
+      if (plan.candidates.size() > 1) not_capturing("GEMM tuning");
       cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
       check(cudaStreamIsCapturing(stream_, &capture), op, "cudaStreamIsCapturing");
       // Under graph capture nothing can be timed: the heuristic's first choice becomes the process's.

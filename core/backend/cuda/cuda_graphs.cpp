@@ -1,16 +1,18 @@
-// Recorded passes on the CUDA backend: each distinct pass (by its key, see Backend::PassGraphs) is
-// captured into a CUDA graph once and replayed with one cudaGraphLaunch after that.
+// Recorded passes on the CUDA backend: each pass layout (see Backend::PassGraphs) is captured into a
+// CUDA graph once and replayed with one cudaGraphLaunch after that.
 //
-// Policy per key:
+// Policy per layout:
 //  - first run: op by op. It pays every first-use cost that must not happen inside a capture (the
 //    arena and scratch growing, cuBLASLt plans and their algorithm choice, lazy module loading), so
 //    the graph recorded later makes the same launches as the eager run.
 //  - second run: captured (stream capture of the very same ops), instantiated, launched.
-//  - later runs: replayed, as long as the backend's memory epoch (scratch blocks) is the one of the
-//    recording; a stale graph is recorded again and applied in place (cudaGraphExecUpdate: same
-//    topology, new addresses), or instantiated anew when the update is refused.
-//  - a failed recording (an op that would allocate, transfer or synchronise, a CUDA error) runs the
-//    body op by op, and the key stays op by op for this cache.
+//  - later runs with the addresses and memory epoch of the graph: replayed.
+//  - later runs with other addresses (a new prompt's K/V, another session state) or after the
+//    backend's scratch blocks moved (memory epoch): captured again and applied to the graph in place
+//    (cudaGraphExecUpdate: same topology, new parameters), or instantiated anew if the update is
+//    refused.
+//  - a failed recording (an op that would allocate, transfer, synchronise or time GEMMs, a CUDA
+//    error) runs the body op by op, and the layout stays op by op for this cache.
 // At most kMaxGraphs graphs are held; the least recently used one goes first.
 #include <cuda_runtime.h>
 
@@ -73,19 +75,19 @@ class CudaPassGraphs final : public PassGraphs {
   CudaPassGraphs(const CudaPassGraphs&) = delete;
   CudaPassGraphs& operator=(const CudaPassGraphs&) = delete;
 
-  void run(const std::vector<uint64_t>& key, const std::function<void()>& body) override {
+  void run(const PassKey& key, const std::function<void()>& body) override {
     const char* op = "pass graph";
     ++tick_;
-    auto it = graphs_.find(key);
-    if (it != graphs_.end() && it->second.epoch == be_.memory_epoch()) {
+    const Key& layout = key.layout;
+    auto it = graphs_.find(layout);
+    if (it != graphs_.end() && it->second.addresses == key.addresses && it->second.epoch == be_.memory_epoch()) {
       it->second.last_use = tick_;
       launch(it->second.exec, op);
       ++stats_.replayed;
       return;
     }
-    if (it == graphs_.end() && (!seen_.count(key) || eager_only_.count(key))) {
-      if (seen_.size() >= kMaxSeen) seen_.clear();
-      seen_.insert(key);
+    if (it == graphs_.end() && (!seen_.count(layout) || eager_only_.count(layout))) {
+      remember(seen_, layout);
       ++stats_.eager;
       body();
       return;
@@ -93,19 +95,15 @@ class CudaPassGraphs final : public PassGraphs {
     std::string why;
     cudaGraph_t g = be_.capture(body, &why);
     if (!g) {
-      ++stats_.failed;
-      stats_.last_failure = why;
       if (it != graphs_.end()) drop(it);
-      if (eager_only_.size() >= kMaxSeen) eager_only_.clear();
-      eager_only_.insert(key);
-      ++stats_.eager;
-      body();
+      eager_after_failure(layout, why, body);
       return;
     }
     if (it != graphs_.end()) {
       cudaGraphExecUpdateResultInfo info{};
       if (cudaGraphExecUpdate(it->second.exec, g, &info) == cudaSuccess) {
         cudaGraphDestroy(g);
+        it->second.addresses = key.addresses;
         it->second.epoch = be_.memory_epoch();
         it->second.last_use = tick_;
         launch(it->second.exec, op);
@@ -120,11 +118,7 @@ class CudaPassGraphs final : public PassGraphs {
     cudaGraphDestroy(g);
     if (e != cudaSuccess) {
       cudaGetLastError();
-      ++stats_.failed;
-      stats_.last_failure = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(e);
-      eager_only_.insert(key);
-      ++stats_.eager;
-      body();
+      eager_after_failure(layout, std::string("cudaGraphInstantiate: ") + cudaGetErrorString(e), body);
       return;
     }
     if (graphs_.size() >= kMaxGraphs) {
@@ -133,7 +127,7 @@ class CudaPassGraphs final : public PassGraphs {
         if (i->second.last_use < lru->second.last_use) lru = i;
       drop(lru);
     }
-    graphs_[key] = Entry{exec, be_.memory_epoch(), tick_};
+    graphs_[layout] = Entry{exec, key.addresses, be_.memory_epoch(), tick_};
     launch(exec, op);
     ++stats_.captured;
   }
@@ -145,13 +139,25 @@ class CudaPassGraphs final : public PassGraphs {
   }
 
  private:
+  using Key = std::vector<uint64_t>;
   struct Entry {
     cudaGraphExec_t exec = nullptr;
-    uint64_t epoch = 0;     // CudaBackend::memory_epoch() when recorded
+    Key addresses;          // PassKey::addresses of the recording
+    uint64_t epoch = 0;     // CudaBackend::memory_epoch() of the recording
     uint64_t last_use = 0;  // tick_ of the last launch
   };
-  using Key = std::vector<uint64_t>;
 
+  static void remember(std::set<Key>& keys, const Key& k) {
+    if (keys.size() >= kMaxSeen) keys.clear();
+    keys.insert(k);
+  }
+  void eager_after_failure(const Key& layout, const std::string& why, const std::function<void()>& body) {
+    ++stats_.failed;
+    stats_.last_failure = why;
+    remember(eager_only_, layout);
+    ++stats_.eager;
+    body();
+  }
   void launch(cudaGraphExec_t exec, const char* op) {
     const cudaError_t e = cudaGraphLaunch(exec, be_.stream());
     if (e != cudaSuccess) {
@@ -164,8 +170,8 @@ class CudaPassGraphs final : public PassGraphs {
     graphs_.erase(it);
   }
 
-  // A pass keyed by its slot layout: a full window cycles through window / chunk layouts, each with a
-  // denoising and a cache pass, so 16 covers every steady state of the shipped configurations.
+  // A full window cycles through window / chunk slot layouts, each with a denoising and a cache pass,
+  // so 16 covers every steady state of the shipped configurations.
   static constexpr size_t kMaxGraphs = 16;
   static constexpr size_t kMaxSeen = 256;
   CudaBackend& be_;
