@@ -197,13 +197,15 @@ std::string first_difference(const std::vector<T>& a, const std::vector<T>& b) {
 // fills the window and evicts from it (a full window cycles through its slot layouts, so graphs are
 // replayed across chunks), switches the prompt with a re-cache pass, switches back without one, then
 // rewinds two chunks and generates a different continuation. After every chunk the frames, the clean
-// latent and the whole cache must be bit-identical.
-void graphs_vs_eager(const std::string& name, int layers, AttnPath path) {
+// latent and the whole cache must be bit-identical. With gemm_tune, both backends time the GEMM
+// algorithms (VMLA_GEMM_TUNE=1; the choice is shared by the process), never inside a recording.
+void graphs_vs_eager(const std::string& name, int layers, AttnPath path, bool gemm_tune = false) {
   if (!have_cuda()) GTEST_SKIP() << "no CUDA device";
   std::vector<std::string> vocab;
   const ModelConfig cfg = config_named(name, layers, &vocab);
   auto build = [&](const char* graphs) {
     test::ScopedEnv env("VMLA_CUDA_GRAPHS", graphs);
+    test::ScopedEnv tune("VMLA_GEMM_TUNE", gemm_tune ? "1" : "0");
     return Model::random(cfg, vocab, 42, std::shared_ptr<Backend>(create_backend("cuda")));
   };
   auto mg = build("1"), me = build("0");
@@ -239,8 +241,8 @@ void graphs_vs_eager(const std::string& name, int layers, AttnPath path) {
   script.push_back({"rewound to chunk 7, prompt A seed 8", 7, {a, 8, false}});
   script.push_back({"prompt A seed 8", -1, {a, 8, false}});
 
-  std::printf("[graphs] %s layers=%d path=%s: graphs on (VMLA_CUDA_GRAPHS=1) against op by op (=0), bit for bit\n",
-              name.c_str(), cfg.layers, attn_path_name(sg.attn_path()));
+  std::printf("[graphs] %s layers=%d path=%s%s: graphs on (VMLA_CUDA_GRAPHS=1) against op by op (=0), bit for bit\n",
+              name.c_str(), cfg.layers, attn_path_name(sg.attn_path()), gemm_tune ? " gemm-tune" : "");
   int differing = 0;
   for (const Step& step : script) {
     if (step.rewind_to >= 0) {
@@ -267,10 +269,11 @@ void graphs_vs_eager(const std::string& name, int layers, AttnPath path) {
     differing += same ? 0 : 1;
   }
   const PassGraphs::Stats gs = sg.pass_graphs(), es = se.pass_graphs();
-  std::printf("[graphs] %s layers=%d path=%s total: %d of %zu chunks differ (frames, latent or cache); %lld passes "
+  std::printf("[graphs] %s layers=%d path=%s%s total: %d of %zu chunks differ (frames, latent or cache); %lld passes "
               "replayed, %lld recorded, %lld updated, %lld op by op, %lld failed\n",
-              name.c_str(), cfg.layers, attn_path_name(sg.attn_path()), differing, script.size(), (long long)gs.replayed,
-              (long long)gs.captured, (long long)gs.updated, (long long)gs.eager, (long long)gs.failed);
+              name.c_str(), cfg.layers, attn_path_name(sg.attn_path()), gemm_tune ? " gemm-tune" : "", differing,
+              script.size(), (long long)gs.replayed, (long long)gs.captured, (long long)gs.updated, (long long)gs.eager,
+              (long long)gs.failed);
   if (gs.failed) std::printf("[graphs] %s: last recording failure: %s\n", name.c_str(), gs.last_failure.c_str());
   EXPECT_EQ(gs.failed, 0) << gs.last_failure;
   EXPECT_GT(gs.captured, 0);
@@ -282,14 +285,15 @@ void graphs_vs_eager(const std::string& name, int layers, AttnPath path) {
 
 TEST(CudaGraphs, TinyAbsorbedBitIdenticalToOpByOp) { graphs_vs_eager("tiny", -1, AttnPath::Absorbed); }
 TEST(CudaGraphs, TinyExpandedBitIdenticalToOpByOp) { graphs_vs_eager("tiny", -1, AttnPath::Expanded); }
+TEST(CudaGraphs, TinyAbsorbedGemmTuningBitIdenticalToOpByOp) { graphs_vs_eager("tiny", -1, AttnPath::Absorbed, true); }
 TEST(CudaGraphs, TinyMhaBitIdenticalToOpByOp) { graphs_vs_eager("tiny-mha", -1, AttnPath::Auto); }
 TEST(CudaGraphs, Wan13bMla2LayersBitIdenticalToOpByOp) { graphs_vs_eager("wan1.3b-mla", 2, AttnPath::Auto); }
 TEST(CudaGraphs, Wan13bMha2LayersBitIdenticalToOpByOp) { graphs_vs_eager("wan1.3b-mha", 2, AttnPath::Auto); }
 
-// Time of a denoising pass of the launch-bound tiny model with the window full, graphs on against
-// off, each on a backend of its own (median over 6 chunks after 3 that fill the window). Prints the
-// numbers; asserts only that graphs were replayed (timings belong in docs/BENCHMARKS.md, measured
-// with `videomla bench`).
+// Time of a pass (denoising and cache passes alike, the host synchronised after each as the session
+// does) of the launch-bound tiny model with the window full, graphs on against off, each on a backend
+// of its own: the median over 6 chunks after 3 that fill the window. Prints the numbers; asserts only
+// that graphs were replayed (timings belong in docs/BENCHMARKS.md, measured with `videomla bench`).
 TEST(CudaGraphs, TinyPassTimeWithAndWithoutGraphs) {
   if (!have_cuda()) GTEST_SKIP() << "no CUDA device";
   std::vector<std::string> vocab;
