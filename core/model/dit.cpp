@@ -459,7 +459,6 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
 
 void Dit::forward(Backend& be, const PassArgs& args, Arena& arena) const {
   const ModelConfig& c = cfg_;
-  const int D = c.dim, ph = c.patch[1], pw = c.patch[2];
   const int64_t F = args.x.dim(0);
   const int64_t tpf = c.tokens_per_frame();
   const int64_t T = F * tpf;
@@ -469,26 +468,14 @@ void Dit::forward(Backend& be, const PassArgs& args, Arena& arena) const {
   const CacheView& cv = *args.cache;
   if (!cv.write_slots.empty() && int64_t(cv.write_slots.size()) != F)
     throw ShapeError("DiT pass: write_slots must name one slot per chunk frame");
-  const DType act = be.act_dtype();
-  auto mk = arena.mark();
+  ArenaScope scope(arena);
 
-  Tensor tokens = arena.tensor(Shape{T, int64_t(c.in_channels) * ph * pw}, act);
-  be.patchify(args.x, ph, pw, tokens);
-  Tensor h = arena.tensor(Shape{T, D}, DType::F32);  // residual stream in fp32
-  apply(be, patch_embedding, tokens, h);
-
+  // The host-side inputs of the pass go to device memory first, at addresses fixed by the arena's
+  // state, so that the ops after them read everything that changes from one pass to the next (the
+  // timesteps) from device memory and can be recorded and replayed (Backend::PassGraphs).
   std::vector<float> sin_host = timestep_sinusoid(args.t, c.freq_dim);
   Tensor sinus = arena.tensor(Shape{F, c.freq_dim}, DType::F32);
   be.upload(sin_host.data(), DType::F32, sinus);
-  Tensor e_hidden = arena.tensor(Shape{F, D}, DType::F32);
-  Tensor e = arena.tensor(Shape{F, D}, DType::F32);
-  Tensor e_silu = arena.tensor(Shape{F, D}, DType::F32);
-  Tensor e0 = arena.tensor(Shape{F, 6 * D}, DType::F32);
-  apply(be, time0, sinus, e_hidden, Activation::Silu);
-  apply(be, time2, e_hidden, e);
-  be.activation(e, e_silu, Activation::Silu);
-  apply(be, time_proj, e_silu, e0);
-
   // Window-local positions: context frames 0..N-1, then the chunk.
   const int64_t N = int64_t(cv.read_slots.size());
   const int64_t Tk = N * tpf + T;
@@ -501,6 +488,71 @@ void Dit::forward(Backend& be, const PassArgs& args, Arena& arena) const {
   }
   Tensor pos_all = arena.tensor(Shape{Tk, 3}, DType::I32);
   be.upload(pos_host.data(), DType::I32, pos_all);
+
+  auto body = [&] {
+    ArenaScope ops(arena);
+    run(be, args, sinus, pos_all, arena);
+  };
+  if (!args.graphs) {
+    body();
+    return;
+  }
+  // What the ops' launches depend on besides the model's own tensors. Layout: the sequence and shapes
+  // (frames, MLA path, cache pass or not, the read and write slots, which decide the gather and
+  // scatter copies) and the arena's position, which fixes every scratch address (the uploads above
+  // included). Addresses: the caller's tensors (latent, velocity, the prompt's K/V, the cache).
+  PassKey key;
+  auto word = [](std::vector<uint64_t>& k, auto v) { k.push_back(uint64_t(v)); };
+  auto addr = [](std::vector<uint64_t>& k, const void* p) { k.push_back(uint64_t(reinterpret_cast<uintptr_t>(p))); };
+  std::vector<uint64_t>& lay = key.layout;
+  addr(lay, this);
+  word(lay, F);
+  word(lay, args.absorbed);
+  word(lay, args.v_out.empty());
+  const Arena::Mark am = arena.mark();
+  word(lay, am.cur);
+  word(lay, am.used);
+  addr(lay, sinus.data);
+  addr(lay, pos_all.data);
+  word(lay, cv.read_slots.size());
+  for (int sl : cv.read_slots) word(lay, int64_t(sl));
+  word(lay, cv.write_slots.size());
+  for (int sl : cv.write_slots) word(lay, int64_t(sl));
+  std::vector<uint64_t>& at = key.addresses;
+  addr(at, args.x.data);
+  addr(at, args.v_out.data);
+  for (size_t n = 0; n < args.context->k.size(); ++n) {
+    addr(at, args.context->k[n].t.data);
+    addr(at, args.context->v[n].t.data);
+  }
+  for (size_t n = 0; n < cv.a.size(); ++n) {
+    addr(at, cv.a[n].data);
+    addr(at, cv.b[n].data);
+  }
+  args.graphs->run(key, body);
+}
+
+void Dit::run(Backend& be, const PassArgs& args, Tensor sinus, Tensor pos_all, Arena& arena) const {
+  const ModelConfig& c = cfg_;
+  const int D = c.dim, ph = c.patch[1], pw = c.patch[2];
+  const int64_t F = args.x.dim(0);
+  const int64_t tpf = c.tokens_per_frame();
+  const int64_t T = F * tpf;
+  const DType act = be.act_dtype();
+
+  Tensor tokens = arena.tensor(Shape{T, int64_t(c.in_channels) * ph * pw}, act);
+  be.patchify(args.x, ph, pw, tokens);
+  Tensor h = arena.tensor(Shape{T, D}, DType::F32);  // residual stream in fp32
+  apply(be, patch_embedding, tokens, h);
+
+  Tensor e_hidden = arena.tensor(Shape{F, D}, DType::F32);
+  Tensor e = arena.tensor(Shape{F, D}, DType::F32);
+  Tensor e_silu = arena.tensor(Shape{F, D}, DType::F32);
+  Tensor e0 = arena.tensor(Shape{F, 6 * D}, DType::F32);
+  apply(be, time0, sinus, e_hidden, Activation::Silu);
+  apply(be, time2, e_hidden, e);
+  be.activation(e, e_silu, Activation::Silu);
+  apply(be, time_proj, e_silu, e0);
 
   Tensor mod = arena.tensor(Shape{F, 6 * D}, DType::F32);
   Tensor xn = arena.tensor(Shape{T, D}, act);
@@ -543,7 +595,6 @@ void Dit::forward(Backend& be, const PassArgs& args, Arena& arena) const {
     apply(be, head, xn, out_tok);
     be.unpatchify(out_tok, ph, pw, args.v_out);
   }
-  arena.release(mk);
 }
 
 double Dit::pass_flops(int ctx_frames, int frames, bool absorbed) const {

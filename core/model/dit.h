@@ -51,6 +51,8 @@ struct PassArgs {
   const CacheView* cache = nullptr;
   bool absorbed = true;           // MLA path
   Tensor v_out;                   // [F, C, H, W] F32; empty for a cache-only pass
+  // Where the pass's ops may be recorded and replayed (CUDA graphs); null: issued op by op.
+  PassGraphs* graphs = nullptr;
 };
 
 class Dit {
@@ -66,12 +68,17 @@ class Dit {
   // text [text_len, text_dim] -> per-layer cross-attention K/V (computed once per prompt).
   CrossKV cross_kv(Backend& be, Tensor text, Arena& arena) const;
   // One pass over a chunk. Reads the cache's context; writes the chunk's entries where write_slots
-  // says so (after the layer's attention has read the old entries).
+  // says so (after the layer's attention has read the old entries). Uploads the timesteps' sinusoid
+  // and the positions, then runs the ops through args.graphs when given, keyed by everything their
+  // launches depend on.
   void forward(Backend& be, const PassArgs& args, Arena& arena) const;
   // FLOPs of one pass with `ctx_frames` context frames and `frames` chunk frames (for metrics).
   double pass_flops(int ctx_frames, int frames, bool absorbed) const;
 
  private:
+  // The pass's ops after its uploads (sinus [F, freq_dim], pos_all [context + chunk tokens, 3]):
+  // they only enqueue work, no host transfer or synchronisation.
+  void run(Backend& be, const PassArgs& args, Tensor sinus, Tensor pos_all, Arena& arena) const;
   void self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn, Tensor out, const PassArgs& args,
                       Tensor pos_all, int64_t T, Arena& arena) const;
 

@@ -41,6 +41,24 @@ OwnedTensor Backend::alloc(Shape s, DType dt) {
   return o;
 }
 
+namespace {
+
+class EagerPassGraphs final : public PassGraphs {
+ public:
+  void run(const PassKey&, const std::function<void()>& body) override {
+    ++stats_.eager;
+    body();
+  }
+  Stats stats() const override { return stats_; }
+
+ private:
+  Stats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<PassGraphs> Backend::new_pass_graphs() { return std::make_unique<EagerPassGraphs>(); }
+
 static size_t align_up(size_t n) { return (n + 255) & ~size_t(255); }
 
 Tensor Arena::tensor(Shape s, DType dt) {

@@ -19,6 +19,7 @@
 //    stride (the leading dimension) is the tensor's cols. That is how one slice of a fused
 //    projection's output is read in place. A window never overlaps the op's output.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +72,37 @@ struct MemoryInfo {
   size_t allocated_by_engine = 0;
 };
 
+// Recorded passes: a cache of op sequences that a backend can replay instead of issuing their ops one
+// by one (CUDA graphs), made by Backend::new_pass_graphs() for one caller (a Session).
+// run(key, body): body only enqueues ops on the backend (no upload, download, synchronize or
+// allocation), and every launch it makes is a function of the key: `layout` decides the sequence of
+// launches, their shapes and host-side values and the scratch addresses (e.g. the arena's state),
+// `addresses` are the caller's tensors the launches name, which may differ between runs of one
+// layout. Data that differs between runs of one key is read from device memory. The backend then
+// either runs body or replays what an earlier body with the same layout enqueued, retargeted to the
+// addresses: the same ops in the same order, the same bits.
+struct PassKey {
+  std::vector<uint64_t> layout;
+  std::vector<uint64_t> addresses;
+};
+
+class PassGraphs {
+ public:
+  virtual ~PassGraphs() = default;
+  virtual void run(const PassKey& key, const std::function<void()>& body) = 0;
+  struct Stats {
+    int64_t eager = 0;     // bodies run op by op (graphs off, first run of a key, capture failed)
+    int64_t captured = 0;  // bodies recorded into a new graph (then launched)
+    int64_t updated = 0;   // bodies recorded and applied to a graph of the layout in place (new addresses
+                           // or moved scratch; cudaGraphExecUpdate), then launched
+    int64_t replayed = 0;  // launches of a graph without running body
+    int64_t failed = 0;    // recordings that failed (body then ran op by op)
+    int64_t graphs = 0;    // graphs held now
+    std::string last_failure;
+  };
+  virtual Stats stats() const = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -86,6 +118,11 @@ class Backend {
   // One line on choices the backend made at run time, for benchmark logs (CUDA: the GEMM algorithm
   // tuning); empty when there is nothing to report.
   virtual std::string diagnostics() const { return {}; }
+  // Whether new_pass_graphs() records and replays (CUDA with VMLA_CUDA_GRAPHS=1), for benchmark logs.
+  virtual bool pass_graphs_enabled() const { return false; }
+  // A pass-graph cache for one caller; the default (and the CUDA backend with graphs off) runs every
+  // body op by op.
+  virtual std::unique_ptr<PassGraphs> new_pass_graphs();
 
   // ---- memory --------------------------------------------------------------------------------
   // Throws OutOfMemory with the size asked and what is free.
@@ -220,6 +257,21 @@ class Arena {
   size_t block_bytes_;
   std::vector<Block> blocks_;
   size_t cur_ = 0, in_use_ = 0, high_water_ = 0;
+};
+
+// Releases what was allocated from an arena during its lifetime (also when an exception leaves the
+// scope). Arena placement is deterministic: the same arena state and the same sequence of tensor()
+// calls give the same addresses, which recorded passes rely on.
+class ArenaScope {
+ public:
+  explicit ArenaScope(Arena& a) : a_(a), m_(a.mark()) {}
+  ~ArenaScope() { a_.release(m_); }
+  ArenaScope(const ArenaScope&) = delete;
+  ArenaScope& operator=(const ArenaScope&) = delete;
+
+ private:
+  Arena& a_;
+  Arena::Mark m_;
 };
 
 }  // namespace vmla

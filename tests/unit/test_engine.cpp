@@ -228,6 +228,20 @@ TEST(Session, ExtendByNChunksReportsMetrics) {
   EXPECT_EQ(s.metrics().cached_tokens, 3 * 16);  // sink 1 + window 2 frames of 16 tokens
 }
 
+// Every pass goes through the session's PassGraphs; the CPU backend's runs each one op by op.
+TEST(Session, CpuPassesRunOpByOp) {
+  auto m = small_model("mla");
+  Session s(m);
+  int64_t passes = 0;
+  SessionCallbacks cb;
+  cb.on_progress = [&](const Progress&) { ++passes; };
+  s.extend(kBall, 3, cb);
+  const PassGraphs::Stats g = s.pass_graphs();
+  EXPECT_FALSE(m->backend().pass_graphs_enabled());
+  EXPECT_EQ(g.eager, passes);
+  EXPECT_EQ(g.captured + g.updated + g.replayed + g.failed + g.graphs, 0);
+}
+
 TEST(Session, MhaModelRuns) {
   auto m = small_model("mha");
   Session s(m);
@@ -354,6 +368,32 @@ TEST(WarmUp, OffOnTheCpuUnlessAskedAndACancelEndsItQuietly) {
   EXPECT_TRUE(cut.ran);
   EXPECT_TRUE(cut.cancelled);
   EXPECT_EQ(cut.chunks, 0);
+}
+
+// What recorded passes (CUDA graphs) rely on: the same arena state and sequence of tensor() calls
+// give the same addresses, also after the arena grew (blocks are appended, never moved), and an
+// ArenaScope gives back what was allocated inside it.
+TEST(Arena, SameStateAndSequenceGiveSameAddresses) {
+  auto be = create_cpu_backend(1);
+  Arena arena(be.get(), 4096);
+  auto sequence = [&] {
+    ArenaScope scope(arena);
+    std::vector<const void*> at;
+    for (int64_t n : {100, 2000, 50, 700}) at.push_back(arena.tensor(Shape{n}, DType::F32).data);
+    return at;
+  };
+  const auto first = sequence();
+  EXPECT_EQ(sequence(), first);
+  const size_t before = arena.capacity();
+  {
+    ArenaScope scope(arena);
+    arena.tensor(Shape{100000}, DType::F32);
+  }
+  EXPECT_GT(arena.capacity(), before);
+  EXPECT_EQ(sequence(), first);
+  Tensor held = arena.tensor(Shape{10}, DType::F32);  // another starting state: other addresses
+  EXPECT_NE(sequence(), first);
+  (void)held;
 }
 
 TEST(Decoder, ChunkedDecodingEqualsWhole) {

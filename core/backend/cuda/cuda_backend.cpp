@@ -183,6 +183,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   fused_norm_rope_ = !env_is("VMLA_CUDA_FUSED_NORM_ROPE", "0");
   gemm_tune_ = env_is("VMLA_GEMM_TUNE", "1");
   profile_ = env_is("VMLA_CUDA_PROFILE", "1");
+  graphs_ = env_is("VMLA_CUDA_GRAPHS", "1") && !profile_;
 }
 
 CudaBackend::~CudaBackend() {
@@ -227,6 +228,12 @@ CudaBackend::~CudaBackend() {
 void CudaBackend::enter(const char* op) const {
   check(cudaSetDevice(device_), op, "cudaSetDevice");
   if (profile_ && std::strcmp(op, "alloc") != 0 && std::strcmp(op, "synchronize") != 0) profile_mark(op);
+}
+
+void CudaBackend::not_capturing(const char* op) const {
+  if (capturing_)
+    throw DeviceError(std::string(op) + " while a pass is being recorded as a CUDA graph (a recorded pass may only "
+                      "enqueue ops; it is run op by op instead)");
 }
 
 void CudaBackend::profile_mark(const char* op) const {
@@ -281,6 +288,7 @@ MemoryInfo CudaBackend::memory_info() const {
 
 Buffer CudaBackend::alloc_bytes(size_t bytes) {
   enter("alloc");
+  not_capturing("alloc");
   if (bytes == 0) return Buffer(this, nullptr, 0);
   void* p = nullptr;
   cudaError_t e = cudaMalloc(&p, bytes);
@@ -307,6 +315,8 @@ void CudaBackend::free_bytes(void* p, size_t bytes) {
 
 void* CudaBackend::scratch(Scratch& s, size_t bytes, const char* op) {
   if (bytes <= s.bytes) return s.p;
+  not_capturing(op);
+  ++memory_epoch_;
   const size_t want = align256(std::max(bytes, s.bytes + s.bytes / 2));
   if (s.p) {
     check(cudaFreeAsync(s.p, stream_), op, "cudaFreeAsync (scratch)");
@@ -340,6 +350,7 @@ CudaBackend::Staging& CudaBackend::staging_slot(const char* op) {
 void CudaBackend::upload(const void* host, DType host_dtype, Tensor dst) {
   const char* op = "upload";
   enter(op);
+  not_capturing(op);
   need_dev(dst, op, "dst");
   const size_t n = size_t(dst.numel());
   if (n == 0) return;
@@ -361,6 +372,7 @@ void CudaBackend::upload(const void* host, DType host_dtype, Tensor dst) {
 void CudaBackend::download(Tensor src, void* host, DType host_dtype) {
   const char* op = "download";
   enter(op);
+  not_capturing(op);
   need_dev(src, op, "src");
   const size_t n = size_t(src.numel());
   if (n == 0) return;
@@ -388,6 +400,7 @@ void CudaBackend::download(Tensor src, void* host, DType host_dtype) {
 
 void CudaBackend::synchronize() {
   enter("synchronize");
+  not_capturing("synchronize");
   check(cudaStreamSynchronize(stream_), "synchronize", "cudaStreamSynchronize");
   if (profile_) profile_flush();
 }
@@ -856,6 +869,9 @@ void CudaBackend::lt_decide(const LtKey& key, LtPlan& plan, const Tensor& x, con
       plan.tuning = c->second.tuning;
       plan.tuning.tune_ms = 0;
     } else {
+      // A pass being recorded leaves the choice to its op-by-op run (where the candidates are timed),
+      // so that passes give the same bits with and without graphs.
+      if (plan.candidates.size() > 1) not_capturing("GEMM tuning");
       cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
       check(cudaStreamIsCapturing(stream_, &capture), op, "cudaStreamIsCapturing");
       // Under graph capture nothing can be timed: the heuristic's first choice becomes the process's.

@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -33,6 +34,8 @@ class CudaBackend final : public Backend {
   MemoryInfo memory_info() const override;
   bool benefits_from_warm_up() const override { return true; }
   std::string diagnostics() const override;  // the GEMM tuning summary (see gemm_tuning())
+  bool pass_graphs_enabled() const override { return graphs_; }
+  std::unique_ptr<PassGraphs> new_pass_graphs() override;  // cuda_graphs.cpp
 
   Buffer alloc_bytes(size_t bytes) override;
   void free_bytes(void* p, size_t bytes) override;
@@ -99,6 +102,17 @@ class CudaBackend final : public Backend {
   std::vector<GemmTuning> gemm_tuning() const;
   static constexpr int kLtCandidates = 8;
   static constexpr double kLtMinGain = 0.03;
+
+  // Graph capture (cuda_graphs.cpp). capture() records what body enqueues on the stream into a
+  // graph (thread-local capture mode) and returns it, or null when the recording failed: an op
+  // that would allocate, synchronise or transfer (they throw while capturing), a CUDA error, any
+  // exception of body; the caller then runs body op by op, which reports a real error as usual.
+  // The returned graph belongs to the caller (cudaGraphDestroy). `why` gets the reason of a failure.
+  cudaGraph_t capture(const std::function<void()>& body, std::string* why);
+  bool capturing() const { return capturing_; }
+  // Advances whenever memory that ops use without a Tensor argument moves (the scratch blocks):
+  // a graph recorded at another epoch may name freed memory and is recorded again.
+  uint64_t memory_epoch() const { return memory_epoch_; }
 
  private:
   // Row-major GEMM description (see Backend::GemmBatched), raw pointers.
@@ -177,6 +191,7 @@ class CudaBackend final : public Backend {
   void* scratch(Scratch& s, size_t bytes, const char* op);
 
   void enter(const char* op) const;  // makes this backend's device current for the calling thread
+  void not_capturing(const char* op) const;  // throws DeviceError while capture() runs its body
 
   // Op profile (VMLA_CUDA_PROFILE=1): enter() records an event per stream op; at each host
   // synchronisation the GPU time between consecutive events is added to the op that started the
@@ -224,6 +239,11 @@ class CudaBackend final : public Backend {
   bool fused_linear_ = true;
   bool fused_norm_rope_ = true;
   bool gemm_tune_ = false;
+  // VMLA_CUDA_GRAPHS=1: new_pass_graphs() records passes as CUDA graphs and replays them (off by
+  // default; always off with VMLA_CUDA_PROFILE=1, whose per-op events cannot be recorded).
+  bool graphs_ = false;
+  bool capturing_ = false;
+  uint64_t memory_epoch_ = 0;
   Scratch scratch_op_, scratch_gemm_;
   Staging staging_[2];
   int next_staging_ = 0;
