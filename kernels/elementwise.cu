@@ -9,6 +9,13 @@ __global__ void convert_kernel(ConvertParams p) {
   VMLA_GRID_STRIDE(i, p.n) store_f(p.dst, p.dst_t, i, load_f(p.src, p.src_t, i));
 }
 
+__global__ void convert_rows_kernel(ConvertRowsParams p) {
+  VMLA_GRID_STRIDE(i, p.rows * p.cols) {
+    const int64_t r = i / p.cols, c = i - r * p.cols;
+    store_f(p.dst, p.dst_t, r * p.dst_ld + c, load_f(p.src, p.src_t, r * p.src_ld + c));
+  }
+}
+
 __global__ void fill_kernel(FillParams p) {
   VMLA_GRID_STRIDE(i, p.n) store_f(p.dst, p.t, i, p.value);
 }
@@ -88,6 +95,13 @@ __global__ void gated_residual4_kernel(GatedResidualParams p) {
 cudaError_t launch_convert(const ConvertParams& p, cudaStream_t s) {
   if (p.n <= 0) return cudaSuccess;
   convert_kernel<<<grid_for(p.n), kThreads, 0, s>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_convert_rows(const ConvertRowsParams& p, cudaStream_t s) {
+  const int64_t n = p.rows * p.cols;
+  if (n <= 0) return cudaSuccess;
+  convert_rows_kernel<<<grid_for(n), kThreads, 0, s>>>(p);
   return cudaGetLastError();
 }
 

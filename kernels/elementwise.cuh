@@ -19,6 +19,19 @@ struct ConvertParams {
 };
 cudaError_t launch_convert(const ConvertParams& p, cudaStream_t s);
 
+// dst [rows, cols] (rows dst_ld elements apart) = src [rows, cols] (rows src_ld apart), converted:
+// a column window of a wider matrix copied out, or into one.
+struct ConvertRowsParams {
+  const void* src = nullptr;
+  DType src_t = DType::F32;
+  int64_t src_ld = 0;
+  void* dst = nullptr;
+  DType dst_t = DType::F32;
+  int64_t dst_ld = 0;
+  int64_t rows = 0, cols = 0;
+};
+cudaError_t launch_convert_rows(const ConvertRowsParams& p, cudaStream_t s);
+
 struct FillParams {
   void* dst = nullptr;
   DType t = DType::F32;

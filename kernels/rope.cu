@@ -15,9 +15,11 @@ __global__ void rope_kernel(RopeParams p) {
     const float angle = float(p.pos[t * 3 + p.axes[pr]]) * load_f(p.freqs, p.ft, pr);
     float sn, cs;
     sincosf(angle, &sn, &cs);
-    int64_t c = t * int64_t(p.heads) * p.head_stride + p.offset + 2 * pr;
-    for (int h = 0; h < p.heads; ++h, c += p.head_stride) {
-      const float x0 = load_f(src, p.xt, c), x1 = load_f(src, p.xt, c + 1);
+    const int64_t row = int64_t(p.heads) * p.head_stride;
+    int64_t c = t * row + p.offset + 2 * pr;
+    int64_t cx = t * (p.src && p.src_ld ? p.src_ld : row) + p.offset + 2 * pr;  // the same pair in src
+    for (int h = 0; h < p.heads; ++h, c += p.head_stride, cx += p.head_stride) {
+      const float x0 = load_f(src, p.xt, cx), x1 = load_f(src, p.xt, cx + 1);
       store_f(p.x, p.xt, c, x0 * cs - x1 * sn);
       store_f(p.x, p.xt, c + 1, x0 * sn + x1 * cs);
     }

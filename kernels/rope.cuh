@@ -1,8 +1,8 @@
 #pragma once
 // Rotary embedding on [T, heads*head_stride]: pair p of every head (columns off+2p, off+2p+1) is
 // rotated by pos[t][axes[p]] * freqs[p] (adjacent pairs, Wan convention). In place, or from `src`
-// (same layout and dtype) into x, which then needs offset 0 and 2 * npairs = head_stride (every
-// column rotated; the backend copies first otherwise).
+// (same layout and dtype, rows src_ld elements apart) into x, which then needs offset 0 and
+// 2 * npairs = head_stride (every column rotated; the backend copies first otherwise).
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -14,6 +14,7 @@ namespace vmla::kernels {
 struct RopeParams {
   void* x = nullptr;
   const void* src = nullptr;  // nullptr: in place
+  int64_t src_ld = 0;         // row stride of src in elements (0: heads * head_stride, dense)
   DType xt = DType::F32;
   int64_t T = 0;
   int heads = 0, head_stride = 0, offset = 0, npairs = 0;

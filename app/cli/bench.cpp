@@ -65,6 +65,12 @@ std::vector<int> parse_stream_counts(const std::string& text) {
   return out;
 }
 
+// How the DiT runs its self-attention projections (VMLA_FUSED_PROJECTIONS, for A/B runs).
+const char* projections_name(const Model& m) { return m.dit().fused_projections() ? "fused" : "separate"; }
+
+// Whether passes are recorded and replayed as CUDA graphs (VMLA_CUDA_GRAPHS, for A/B runs).
+const char* graphs_name(const Backend& be) { return be.pass_graphs_enabled() ? "on" : "off"; }
+
 // Run-time choices of the backend (CUDA: the GEMM algorithm tuning), one line, if it reports any.
 void print_diagnostics(const Backend& be) {
   const std::string d = be.diagnostics();
@@ -109,9 +115,10 @@ int bench_streams(const Args& a, const ModelConfig& cfg, const std::shared_ptr<B
   std::printf("config            %s (%s, %d layers, random weights; setup %.1f s)\n", cfg.name.c_str(), mla ? "MLA" : "MHA",
               cfg.layers, load_s);
   std::printf("backend           %s: %s\n", be->name().c_str(), be->device_name().c_str());
-  std::printf("stream            %dx%d, %d tokens/frame, chunk %d latent frames (%d video frames), sink %d + window %d, %d passes/chunk, attention %s\n",
+  std::printf("stream            %dx%d, %d tokens/frame, chunk %d latent frames (%d video frames), sink %d + window %d, %d passes/chunk, attention %s, projections %s, graphs %s\n",
               cfg.width, cfg.height, cfg.tokens_per_frame(), cfg.chunk_frames, cfg.frames_per_chunk(), last.sink_frames,
-              last.window_frames, int(chunk_sigmas(cfg, so.steps).size()) + 1, path);
+              last.window_frames, int(chunk_sigmas(cfg, so.steps).size()) + 1, path, projections_name(*model),
+              graphs_name(*be));
   std::printf("serving           round-robin, one chunk of one stream at a time; workspace %s; %d warm-up chunk(s) per stream (%s), then %d timed round(s)\n",
               share ? "shared" : "per session", last.warmup_chunks,
               last.warmup_chunks >= last.fill_chunks ? "sink + window full" : "window NOT full: timings and arena too low", rounds);
@@ -151,7 +158,7 @@ int bench_streams(const Args& a, const ModelConfig& cfg, const std::shared_ptr<B
                       {"device_extra_bytes", r.device_extra_bytes}, {"shared_bytes", r.shared_bytes()},
                       {"per_stream_bytes", r.per_stream_bytes}, {"chunk_ms", r.chunk_ms}, {"round_ms", r.round_ms}});
     nlohmann::json j = {{"config", cfg.name}, {"layers", cfg.layers}, {"backend", be->name()}, {"device", be->device_name()},
-                        {"attention", path}, {"sink_frames", last.sink_frames}, {"window_frames", last.window_frames},
+                        {"attention", path}, {"projections", projections_name(*model)}, {"cuda_graphs", be->pass_graphs_enabled()}, {"sink_frames", last.sink_frames}, {"window_frames", last.window_frames},
                         {"tokens_per_frame", cfg.tokens_per_frame()}, {"workspace_shared", share},
                         {"warmup_chunks", last.warmup_chunks}, {"timed_rounds", rounds},
                         {"cache_bytes", last.cache_in_use_bytes}, {"mha_cache_bytes", last.mha_cache_in_use_bytes},
@@ -292,10 +299,10 @@ int cmd_bench(const std::vector<std::string>& argv) {
   std::printf("config            %s (%s, %d layers, random weights; setup %.1f s, %s)\n", cfg.name.c_str(),
               cfg.attention == AttentionKind::MLA ? "MLA" : "MHA", cfg.layers, load_s, warmup_text);
   std::printf("backend           %s: %s\n", be->name().c_str(), be->device_name().c_str());
-  std::printf("stream            %dx%d, %d tokens/frame, chunk %d latent frames (%d video frames), sink %d + window %d, %d passes/chunk, attention %s\n",
+  std::printf("stream            %dx%d, %d tokens/frame, chunk %d latent frames (%d video frames), sink %d + window %d, %d passes/chunk, attention %s, projections %s, graphs %s\n",
               cfg.width, cfg.height, cfg.tokens_per_frame(), cfg.chunk_frames, vf,
               so.sink_frames >= 0 ? so.sink_frames : cfg.sink_frames, so.window_frames >= 0 ? so.window_frames : cfg.window_frames,
-              passes, path);
+              passes, path, projections_name(*model), graphs_name(*be));
   std::printf("ms per pass       %.2f (median of %zu, window full)   %.2f TFLOP/s\n", med_pass, pass_ms.size(), tflops);
   std::printf("ms per chunk      %.2f DiT + %.2f decoder (median of %zu)\n", med_chunk, med_dec, chunk_ms.size());
   std::printf("frames/s          %.2f DiT only, %.2f with decoder; real time x%.2f\n", fps_dit, fps_all, fps_all / cfg.fps);
@@ -308,10 +315,15 @@ int cmd_bench(const std::vector<std::string>& argv) {
   std::printf("memory            engine %s", human_bytes(double(mi.allocated_by_engine)).c_str());
   if (mi.device_total) std::printf(", device %s of %s", human_bytes(double(mi.device_used)).c_str(), human_bytes(double(mi.device_total)).c_str());
   std::printf("\n");
+  const PassGraphs::Stats gs = session.pass_graphs();
+  if (be->pass_graphs_enabled())
+    std::printf("graphs            %lld passes replayed, %lld recorded, %lld updated, %lld op by op, %lld failed; %lld held%s%s\n",
+                (long long)gs.replayed, (long long)gs.captured, (long long)gs.updated, (long long)gs.eager,
+                (long long)gs.failed, (long long)gs.graphs, gs.failed ? "; last failure: " : "", gs.last_failure.c_str());
   print_diagnostics(*be);
   if (auto jf = a.get("json")) {
     nlohmann::json j = {{"config", cfg.name}, {"layers", cfg.layers}, {"backend", be->name()}, {"device", be->device_name()},
-                        {"attention", path}, {"ms_per_pass", med_pass}, {"ms_per_chunk_dit", med_chunk},
+                        {"attention", path}, {"projections", projections_name(*model)}, {"cuda_graphs", be->pass_graphs_enabled()}, {"ms_per_pass", med_pass}, {"ms_per_chunk_dit", med_chunk},
                         {"ms_per_chunk_decoder", med_dec}, {"fps_dit", fps_dit}, {"fps_total", fps_all},
                         {"realtime_factor", fps_all / cfg.fps}, {"first_chunk_s", first_chunk_s},
                         {"first_chunk_ms", {{"session", first_session_ms}, {"prompt", first_prompt_ms},
@@ -319,7 +331,10 @@ int cmd_bench(const std::vector<std::string>& argv) {
                                             {"decoder", first_decode_ms}, {"other", first_other_ms}}},
                         {"warmup_s", wr.seconds}, {"tflops", tflops},
                         {"cache_bytes", cache_bytes}, {"mha_cache_bytes", mha_bytes}, {"engine_bytes", mi.allocated_by_engine},
-                        {"device_used", mi.device_used}, {"pass_ms", pass_ms}, {"chunk_ms", chunk_ms}};
+                        {"device_used", mi.device_used}, {"pass_ms", pass_ms}, {"chunk_ms", chunk_ms},
+                        {"pass_graphs", {{"replayed", gs.replayed}, {"recorded", gs.captured}, {"updated", gs.updated},
+                                         {"eager", gs.eager}, {"failed", gs.failed}, {"held", gs.graphs},
+                                         {"last_failure", gs.last_failure}}}};
     std::ofstream f(*jf);
     f << j.dump(2) << "\n";
     if (!f) throw OutputError("cannot write " + *jf);

@@ -1,6 +1,8 @@
 #include "core/model/dit.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 namespace vmla {
 
@@ -31,7 +33,50 @@ void rope_tables(const ModelConfig& cfg, bool mla, std::vector<float>* freqs, st
   }
 }
 
+namespace {
+
+// One Linear whose rows interleave those of `parts` in `groups` groups: group g holds rows
+// [g*n_i, (g+1)*n_i) of each part i in turn, n_i = part i's outputs / groups (groups = 1: the parts
+// stacked). The biases are interleaved alike (every part has one, or none does). Copied on the device.
+Linear interleave_rows(Backend& be, const std::vector<const Linear*>& parts, int groups) {
+  Linear f;
+  f.in = parts.front()->in;
+  const bool bias = parts.front()->has_bias();
+  for (const Linear* p : parts) {
+    if (p->in != f.in || p->out % groups != 0 || p->has_bias() != bias)
+      throw ShapeError("fused projection: parts differ in inputs or bias, or do not split into " +
+                       std::to_string(groups) + " groups");
+    f.out += p->out;
+  }
+  f.w = be.alloc(Shape{f.out, f.in}, parts.front()->w.t.dtype);
+  if (bias) f.b = be.alloc(Shape{f.out}, parts.front()->b.t.dtype);
+  int64_t row = 0;
+  for (int g = 0; g < groups; ++g)
+    for (const Linear* p : parts) {
+      const int64_t n = p->out / groups;
+      be.copy_rows(p->w.t, g * n, f.w.t, row, n);
+      if (bias) be.copy_rows(p->b.t.view(Shape{p->out, 1}), g * n, f.b.t.view(Shape{f.out, 1}), row, n);
+      row += n;
+    }
+  return f;
+}
+
+// DitBlock::in_proj and q_proj from the checkpoint's projections, which are released.
+void fuse_projections(const ModelConfig& cfg, Backend& be, DitBlock& b) {
+  if (cfg.attention == AttentionKind::MLA) {
+    b.in_proj = interleave_rows(be, {&b.kv_down, &b.k_rope, &b.q_down}, 1);
+    b.q_proj = interleave_rows(be, {&b.q_up, &b.q_rope}, cfg.heads);
+    for (Linear* l : {&b.kv_down, &b.k_rope, &b.q_down, &b.q_up, &b.q_rope}) *l = Linear{};
+  } else {
+    b.in_proj = interleave_rows(be, {&b.q, &b.k, &b.v}, 1);
+    for (Linear* l : {&b.q, &b.k, &b.v}) *l = Linear{};
+  }
+}
+
+}  // namespace
+
 Dit::Dit(const ModelConfig& cfg, Backend& be, WeightLoader& wl) : cfg_(cfg) {
+  if (const char* env = std::getenv("VMLA_FUSED_PROJECTIONS"); env && *env) fused_ = std::string(env) != "0";
   const int D = cfg.dim, C = cfg.in_channels, ph = cfg.patch[1], pw = cfg.patch[2];
   const int64_t before = wl.params();
   patch_embedding.in = C * ph * pw;
@@ -88,6 +133,7 @@ Dit::Dit(const ModelConfig& cfg, Backend& be, WeightLoader& wl) : cfg_(cfg) {
     }
     b.ffn0 = wl.linear(p + "ffn.0", D, cfg.ffn_dim);
     b.ffn2 = wl.linear(p + "ffn.2", cfg.ffn_dim, D);
+    if (fused_) fuse_projections(cfg, be, b);
   }
   head_modulation = wl.vector("head.modulation", Shape{1, 2, D});
   head_modulation.t = head_modulation.t.view(Shape{2 * D});
@@ -154,52 +200,61 @@ struct Rotation {
   Tensor pos;  // [rows of `all`, 3]
 };
 
+// The chunk's own rows of one cache tensor: all of `t` (col = kAllColumns), or its columns
+// [col, col + cols), a column window of a fused projection's output.
+struct Fresh {
+  Tensor t;
+  int64_t col = kAllColumns, cols = 0;
+  int64_t rows() const { return t.rows(); }
+};
+Fresh whole(Tensor t) { return Fresh{t, kAllColumns, t.cols()}; }
+
 // Copies the context frames (in attention order) and then the chunk's own rows into `all`, rotated
 // on the way when `rot` is given (one pass over the keys instead of a copy and a rotation).
-void gather(Backend& be, Tensor cache, const std::vector<int>& slots, int64_t tpf, Tensor fresh, Tensor all,
+void gather(Backend& be, Tensor cache, const std::vector<int>& slots, int64_t tpf, const Fresh& fresh, Tensor all,
             const Rotation* rot) {
-  auto put = [&](Tensor src, int64_t src_row, int64_t row, int64_t n) {
+  auto put = [&](Tensor src, int64_t src_col, int64_t src_row, int64_t row, int64_t n) {
     if (!rot) {
-      be.copy_rows(src, src_row, all, row, n);
+      be.copy_rows(src, src_row, all, row, n, src_col);
       return;
     }
     be.rope_copy(src.rows_slice(src_row, n), all.rows_slice(row, n), rot->heads, rot->head_stride, 0, *rot->spec,
-                 rot->pos.rows_slice(row, n));
+                 rot->pos.rows_slice(row, n), src_col);
   };
   int64_t row = 0;
   size_t i = 0;
   while (i < slots.size()) {
     size_t j = i + 1;
     while (j < slots.size() && slots[j] == slots[j - 1] + 1) ++j;  // merge consecutive slots
-    put(cache, int64_t(slots[i]) * tpf, row, int64_t(j - i) * tpf);
+    put(cache, kAllColumns, int64_t(slots[i]) * tpf, row, int64_t(j - i) * tpf);
     row += int64_t(j - i) * tpf;
     i = j;
   }
-  put(fresh, 0, row, fresh.rows());
+  put(fresh.t, fresh.col, 0, row, fresh.rows());
 }
 
-void scatter(Backend& be, Tensor fresh, const std::vector<int>& slots, int64_t tpf, Tensor cache) {
+void scatter(Backend& be, const Fresh& fresh, const std::vector<int>& slots, int64_t tpf, Tensor cache) {
   for (size_t f = 0; f < slots.size(); ++f)
-    if (slots[f] >= 0) be.copy_rows(fresh, int64_t(f) * tpf, cache, int64_t(slots[f]) * tpf, tpf);
+    if (slots[f] >= 0) be.copy_rows(fresh.t, int64_t(f) * tpf, cache, int64_t(slots[f]) * tpf, tpf, fresh.col);
 }
 
-// The same memory from element `offset` on, as a flat [numel - offset, 1] view (a strided GEMM's
-// output that starts inside a row).
-Tensor element_offset(Tensor t, int64_t offset) {
-  return t.view(Shape{t.numel(), 1}).rows_slice(offset, t.numel() - offset);
-}
+// Elements [begin, begin + n) of a tensor's memory as a flat [n, 1] view (a strided GEMM's operand
+// that starts inside a row, a slice of a bias).
+Tensor elements(Tensor t, int64_t begin, int64_t n) { return t.view(Shape{t.numel(), 1}).rows_slice(begin, n); }
+// The same memory from element `offset` on.
+Tensor element_offset(Tensor t, int64_t offset) { return elements(t, offset, t.numel() - offset); }
 
 // Reads a layer's attention context (the cached frames in order, then the fresh rows) into
 // a_all/b_all, the keys rotated on the way (rot_a or rot_b), then writes the fresh, unrotated rows
 // into their slots: reading first lets a cache pass overwrite slots it also attends to. A write-only
 // pass reads nothing and returns false.
-bool exchange_cache(Backend& be, const CacheView& cv, int layer, int64_t tpf, Tensor a_new, Tensor b_new,
+bool exchange_cache(Backend& be, const CacheView& cv, int layer, int64_t tpf, const Fresh& a_new, const Fresh& b_new,
                     const Rotation* rot_a, const Rotation* rot_b, bool write_only, Arena& arena, Tensor* a_all,
                     Tensor* b_all) {
   if (!write_only) {
     const int64_t Tk = int64_t(cv.read_slots.size()) * tpf + a_new.rows();
-    *a_all = arena.tensor(Shape{Tk, a_new.cols()}, a_new.dtype);
-    *b_all = arena.tensor(Shape{Tk, b_new.cols()}, b_new.dtype);
+    *a_all = arena.tensor(Shape{Tk, a_new.cols}, a_new.t.dtype);
+    *b_all = arena.tensor(Shape{Tk, b_new.cols}, b_new.t.dtype);
     gather(be, cv.a[size_t(layer)], cv.read_slots, tpf, a_new, *a_all, rot_a);
     gather(be, cv.b[size_t(layer)], cv.read_slots, tpf, b_new, *b_all, rot_b);
   }
@@ -223,40 +278,86 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
 
   if (cfg_.attention == AttentionKind::MLA) {
     const int dc = cfg_.kv_latent, dq = cfg_.q_latent, nope = cfg_.nope_dim, rope = cfg_.rope_dim;
-    Tensor tmp_kv = arena.tensor(Shape{T, dc}, act);
+    // The chunk's cache entries c_kv and k_r. Fused: one GEMM gives lat = [kv_down | k_rope | q_down](xn)
+    // (a write-only pass multiplies by the first dc + rope rows only); kv_norm reads its first dc
+    // columns and k_r stays a column window of it.
     Tensor ckv = arena.tensor(Shape{T, dc}, act);
-    Tensor kr = arena.tensor(Shape{T, rope}, act);
-    apply(be, blk.kv_down, xn, tmp_kv);
-    be.rms_norm(tmp_kv, blk.kv_norm.t, ckv, cfg_.eps);
-    apply(be, blk.k_rope, xn, kr);
+    Tensor lat;
+    Fresh kr;
+    if (fused_) {
+      const int64_t width = write_only ? dc + rope : blk.in_proj.out;
+      lat = arena.tensor(Shape{T, width}, act);
+      be.linear(xn, blk.in_proj.w.t.rows_slice(0, width), Tensor{}, lat);
+      be.rms_norm(lat, blk.kv_norm.t, ckv, cfg_.eps, 0);
+      kr = Fresh{lat, dc, rope};
+    } else {
+      Tensor tmp_kv = arena.tensor(Shape{T, dc}, act);
+      Tensor kr_new = arena.tensor(Shape{T, rope}, act);
+      apply(be, blk.kv_down, xn, tmp_kv);
+      be.rms_norm(tmp_kv, blk.kv_norm.t, ckv, cfg_.eps);
+      apply(be, blk.k_rope, xn, kr_new);
+      kr = whole(kr_new);
+    }
     Tensor ckv_all, kr_all;
     const Rotation rot_kr{1, rope, &mla_rope_, pos_all};
-    if (!exchange_cache(be, cv, layer, tpf, ckv, kr, nullptr, &rot_kr, write_only, arena, &ckv_all, &kr_all)) return;
+    if (!exchange_cache(be, cv, layer, tpf, whole(ckv), kr, nullptr, &rot_kr, write_only, arena, &ckv_all, &kr_all))
+      return;
 
-    Tensor cq_tmp = arena.tensor(Shape{T, dq}, act);
     Tensor cq = arena.tensor(Shape{T, dq}, act);
-    apply(be, blk.q_down, xn, cq_tmp);
-    be.rms_norm(cq_tmp, blk.q_norm.t, cq, cfg_.eps);
-    Tensor q_nope = arena.tensor(Shape{T, int64_t(H) * nope}, act);
-    Tensor q_r = arena.tensor(Shape{T, int64_t(H) * rope}, act);
-    apply(be, blk.q_up, cq, q_nope);
-    apply(be, blk.q_rope, cq, q_r);
-    be.rope(q_r, H, rope, 0, mla_rope_, pos_q);
+    if (fused_) {
+      be.rms_norm(lat, blk.q_norm.t, cq, cfg_.eps, dc + rope);
+    } else {
+      Tensor cq_tmp = arena.tensor(Shape{T, dq}, act);
+      apply(be, blk.q_down, xn, cq_tmp);
+      be.rms_norm(cq_tmp, blk.q_norm.t, cq, cfg_.eps);
+    }
+    // Queries. Fused: one GEMM writes q_full [T, H*(nope+rope)], per head [q_nope_h | q_r_h], and only
+    // the rope columns of each head are rotated, in place. Separate: q_nope [T, H*nope], q_r [T, H*rope].
+    const int64_t qs = nope + rope;  // head stride of q_full
+    Tensor q_full, q_nope, q_r;
+    if (fused_) {
+      q_full = arena.tensor(Shape{T, int64_t(H) * qs}, act);
+      apply(be, blk.q_proj, cq, q_full);
+      be.rope(q_full, H, int(qs), nope, mla_rope_, pos_q);
+    } else {
+      q_nope = arena.tensor(Shape{T, int64_t(H) * nope}, act);
+      q_r = arena.tensor(Shape{T, int64_t(H) * rope}, act);
+      apply(be, blk.q_up, cq, q_nope);
+      apply(be, blk.q_rope, cq, q_r);
+      be.rope(q_r, H, rope, 0, mla_rope_, pos_q);
+    }
     const float scale = 1.f / std::sqrt(float(nope + rope));
     Tensor heads_out = arena.tensor(Shape{T, int64_t(H) * hd}, act);
     if (args.absorbed) {
-      // q_lat_h = q_nope_h @ W_uk_h  ([T, nope] x [nope, dc]); W_uk is [H*nope, dc].
-      Tensor q_lat = arena.tensor(Shape{T, int64_t(H) * dc}, act);
+      // q_abs [T, H*(dc+rope)], per head [q_lat_h | q_r_h] with q_lat_h = q_nope_h @ W_uk_h
+      // ([T, nope] x [nope, dc]); W_uk is [H*nope, dc].
+      const int64_t as = dc + rope;  // head stride of q_abs
+      Tensor q_abs = arena.tensor(Shape{T, int64_t(H) * as}, act);
       Backend::GemmBatched g;
-      g.A = q_nope; g.B = blk.k_up.w.t; g.C = q_lat;
+      g.B = blk.k_up.w.t;
       g.M = T; g.N = dc; g.K = nope;
-      g.lda = int64_t(H) * nope; g.ldb = dc; g.ldc = int64_t(H) * dc;
-      g.strideA = nope; g.strideB = int64_t(nope) * dc; g.strideC = dc;
+      g.ldb = dc; g.strideB = int64_t(nope) * dc;
       g.batch = H;
-      be.gemm_batched(g);
-      Tensor q_abs = arena.tensor(Shape{T, int64_t(H) * (dc + rope)}, act);
+      if (fused_) {
+        // Straight from the nope columns of q_full into the q_lat columns of q_abs; the rotated rope
+        // columns follow by a product with the identity (exact: one term of 1 per output), the rows
+        // (t, h) of both seen as [T*H, rope] with their head strides as row strides. No concatenation.
+        g.A = q_full; g.lda = int64_t(H) * qs; g.strideA = qs;
+        g.C = q_abs; g.ldc = int64_t(H) * as; g.strideC = as;
+        be.gemm_batched(g);
+        Backend::GemmBatched r;
+        r.A = element_offset(q_full, nope); r.B = rope_eye_.t; r.C = element_offset(q_abs, dc);
+        r.M = T * H; r.N = rope; r.K = rope;
+        r.lda = qs; r.ldb = rope; r.ldc = as;
+        be.gemm_batched(r);
+      } else {
+        Tensor q_lat = arena.tensor(Shape{T, int64_t(H) * dc}, act);
+        g.A = q_nope; g.lda = int64_t(H) * nope; g.strideA = nope;
+        g.C = q_lat; g.ldc = int64_t(H) * dc; g.strideC = dc;
+        be.gemm_batched(g);
+        be.concat_heads(q_lat, dc, q_r, rope, H, q_abs);
+      }
       Tensor k_abs = arena.tensor(Shape{Tk, dc + rope}, act);
-      be.concat_heads(q_lat, dc, q_r, rope, H, q_abs);
       be.concat_heads(ckv_all, dc, kr_all, rope, 1, k_abs);
       Tensor o_lat = arena.tensor(Shape{T, int64_t(H) * dc}, act);
       be.attention(q_abs, k_abs, ckv_all, o_lat, H, 1, dc + rope, dc, scale);
@@ -274,50 +375,83 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
       // over the context: per head, the up-projection writes the nope columns (W_uk rows
       // h*nope.., one strided batched GEMM) and the shared rotated rope key is copied into the
       // rope columns by a batched product with the identity (exact: one term of 1 per output).
-      const int64_t kw = int64_t(H) * (nope + rope);
+      const int64_t kw = int64_t(H) * qs;
       Tensor k_full = arena.tensor(Shape{Tk, kw}, act);
       Backend::GemmBatched kn;
       kn.A = ckv_all; kn.B = blk.k_up.w.t; kn.C = k_full;
       kn.transB = true;
       kn.M = Tk; kn.N = nope; kn.K = dc;
       kn.lda = dc; kn.ldb = dc; kn.ldc = kw;
-      kn.strideA = 0; kn.strideB = int64_t(nope) * dc; kn.strideC = nope + rope;
+      kn.strideA = 0; kn.strideB = int64_t(nope) * dc; kn.strideC = qs;
       kn.batch = H;
       be.gemm_batched(kn);
       Backend::GemmBatched kb;
       kb.A = kr_all; kb.B = rope_eye_.t; kb.C = element_offset(k_full, nope);
       kb.M = Tk; kb.N = rope; kb.K = rope;
       kb.lda = rope; kb.ldb = rope; kb.ldc = kw;
-      kb.strideA = 0; kb.strideB = 0; kb.strideC = nope + rope;
+      kb.strideA = 0; kb.strideB = 0; kb.strideC = qs;
       kb.batch = H;
       be.gemm_batched(kb);
       Tensor v_all = arena.tensor(Shape{Tk, int64_t(H) * hd}, act);
       apply(be, blk.v_up, ckv_all, v_all);
-      Tensor q_full = arena.tensor(Shape{T, kw}, act);
-      be.concat_heads(q_nope, nope, q_r, rope, H, q_full);
+      if (!fused_) {
+        q_full = arena.tensor(Shape{T, kw}, act);
+        be.concat_heads(q_nope, nope, q_r, rope, H, q_full);
+      }
       be.attention(q_full, k_full, v_all, heads_out, H, H, nope + rope, hd, scale);
     }
     apply(be, blk.o, heads_out, out);
     return;
   }
 
-  // MHA (Wan-exact).
-  Tensor k_tmp = arena.tensor(Shape{T, D}, act);
-  Tensor k_new = arena.tensor(Shape{T, D}, act);
-  Tensor v_new = arena.tensor(Shape{T, D}, act);
-  apply(be, blk.k, xn, k_tmp);
-  if (cfg_.qk_norm) be.rms_norm(k_tmp, blk.norm_k.t, k_new, cfg_.eps);
-  else be.copy(k_tmp, k_new);
-  apply(be, blk.v, xn, v_new);
+  // MHA (Wan-exact): the chunk's keys (normalised) and values, then, unless the pass only writes the
+  // cache, the queries. Fused: one GEMM with the biases gives qkv = [q | k | v](xn) ([k | v] for a
+  // write-only pass, from the weight's rows D..3D), read as column windows.
+  Tensor qkv;
+  Fresh k_new, v_new;
+  if (fused_) {
+    const int64_t first = write_only ? D : 0;  // first row of the fused weight used
+    const int64_t width = 3 * int64_t(D) - first;
+    qkv = arena.tensor(Shape{T, width}, act);
+    be.linear(xn, blk.in_proj.w.t.rows_slice(first, width), elements(blk.in_proj.b.t, first, width), qkv);
+    const int64_t k_col = D - first;
+    if (cfg_.qk_norm) {
+      Tensor k = arena.tensor(Shape{T, D}, act);
+      be.rms_norm(qkv, blk.norm_k.t, k, cfg_.eps, k_col);
+      k_new = whole(k);
+    } else {
+      k_new = Fresh{qkv, k_col, D};
+    }
+    v_new = Fresh{qkv, k_col + D, D};
+  } else {
+    Tensor k_tmp = arena.tensor(Shape{T, D}, act);
+    Tensor k = arena.tensor(Shape{T, D}, act);
+    Tensor v = arena.tensor(Shape{T, D}, act);
+    apply(be, blk.k, xn, k_tmp);
+    if (cfg_.qk_norm) be.rms_norm(k_tmp, blk.norm_k.t, k, cfg_.eps);
+    else be.copy(k_tmp, k);
+    apply(be, blk.v, xn, v);
+    k_new = whole(k);
+    v_new = whole(v);
+  }
   Tensor k_all, v_all;
   const Rotation rot_k{H, hd, &dense_rope_, pos_all};
   if (!exchange_cache(be, cv, layer, tpf, k_new, v_new, &rot_k, nullptr, write_only, arena, &k_all, &v_all)) return;
-  Tensor q_tmp = arena.tensor(Shape{T, D}, act);
+  // Queries: normalised (qk_norm) and rotated in one op, from the q columns of qkv when fused.
   Tensor q = arena.tensor(Shape{T, D}, act);
-  apply(be, blk.q, xn, q_tmp);
-  if (cfg_.qk_norm) be.rms_norm(q_tmp, blk.norm_q.t, q, cfg_.eps);
-  else be.copy(q_tmp, q);
-  be.rope(q, H, hd, 0, dense_rope_, pos_q);
+  if (fused_) {
+    if (cfg_.qk_norm) be.rms_norm_rope(qkv, blk.norm_q.t, q, cfg_.eps, H, hd, dense_rope_, pos_q, 0);
+    else be.rope_copy(qkv, q, H, hd, 0, dense_rope_, pos_q, 0);
+  } else {
+    Tensor q_tmp = arena.tensor(Shape{T, D}, act);
+    apply(be, blk.q, xn, q_tmp);
+    if (cfg_.qk_norm) {
+      be.rms_norm_rope(q_tmp, blk.norm_q.t, q, cfg_.eps, H, hd, dense_rope_, pos_q);
+    } else {
+      be.copy(q_tmp, q);
+      be.rope(q, H, hd, 0, dense_rope_, pos_q);
+    }
+  }
   Tensor heads_out = arena.tensor(Shape{T, D}, act);
   be.attention(q, k_all, v_all, heads_out, H, H, hd, hd, 1.f / std::sqrt(float(hd)));
   apply(be, blk.o, heads_out, out);
@@ -325,7 +459,6 @@ void Dit::self_attention(Backend& be, const DitBlock& blk, int layer, Tensor xn,
 
 void Dit::forward(Backend& be, const PassArgs& args, Arena& arena) const {
   const ModelConfig& c = cfg_;
-  const int D = c.dim, ph = c.patch[1], pw = c.patch[2];
   const int64_t F = args.x.dim(0);
   const int64_t tpf = c.tokens_per_frame();
   const int64_t T = F * tpf;
@@ -335,26 +468,14 @@ void Dit::forward(Backend& be, const PassArgs& args, Arena& arena) const {
   const CacheView& cv = *args.cache;
   if (!cv.write_slots.empty() && int64_t(cv.write_slots.size()) != F)
     throw ShapeError("DiT pass: write_slots must name one slot per chunk frame");
-  const DType act = be.act_dtype();
-  auto mk = arena.mark();
+  ArenaScope scope(arena);
 
-  Tensor tokens = arena.tensor(Shape{T, int64_t(c.in_channels) * ph * pw}, act);
-  be.patchify(args.x, ph, pw, tokens);
-  Tensor h = arena.tensor(Shape{T, D}, DType::F32);  // residual stream in fp32
-  apply(be, patch_embedding, tokens, h);
-
+  // The host-side inputs of the pass go to device memory first, at addresses fixed by the arena's
+  // state, so that the ops after them read everything that changes from one pass to the next (the
+  // timesteps) from device memory and can be recorded and replayed (Backend::PassGraphs).
   std::vector<float> sin_host = timestep_sinusoid(args.t, c.freq_dim);
   Tensor sinus = arena.tensor(Shape{F, c.freq_dim}, DType::F32);
   be.upload(sin_host.data(), DType::F32, sinus);
-  Tensor e_hidden = arena.tensor(Shape{F, D}, DType::F32);
-  Tensor e = arena.tensor(Shape{F, D}, DType::F32);
-  Tensor e_silu = arena.tensor(Shape{F, D}, DType::F32);
-  Tensor e0 = arena.tensor(Shape{F, 6 * D}, DType::F32);
-  apply(be, time0, sinus, e_hidden, Activation::Silu);
-  apply(be, time2, e_hidden, e);
-  be.activation(e, e_silu, Activation::Silu);
-  apply(be, time_proj, e_silu, e0);
-
   // Window-local positions: context frames 0..N-1, then the chunk.
   const int64_t N = int64_t(cv.read_slots.size());
   const int64_t Tk = N * tpf + T;
@@ -367,6 +488,71 @@ void Dit::forward(Backend& be, const PassArgs& args, Arena& arena) const {
   }
   Tensor pos_all = arena.tensor(Shape{Tk, 3}, DType::I32);
   be.upload(pos_host.data(), DType::I32, pos_all);
+
+  auto body = [&] {
+    ArenaScope ops(arena);
+    run(be, args, sinus, pos_all, arena);
+  };
+  if (!args.graphs) {
+    body();
+    return;
+  }
+  // What the ops' launches depend on besides the model's own tensors. Layout: the sequence and shapes
+  // (frames, MLA path, cache pass or not, the read and write slots, which decide the gather and
+  // scatter copies) and the arena's position, which fixes every scratch address (the uploads above
+  // included). Addresses: the caller's tensors (latent, velocity, the prompt's K/V, the cache).
+  PassKey key;
+  auto word = [](std::vector<uint64_t>& k, auto v) { k.push_back(uint64_t(v)); };
+  auto addr = [](std::vector<uint64_t>& k, const void* p) { k.push_back(uint64_t(reinterpret_cast<uintptr_t>(p))); };
+  std::vector<uint64_t>& lay = key.layout;
+  addr(lay, this);
+  word(lay, F);
+  word(lay, args.absorbed);
+  word(lay, args.v_out.empty());
+  const Arena::Mark am = arena.mark();
+  word(lay, am.cur);
+  word(lay, am.used);
+  addr(lay, sinus.data);
+  addr(lay, pos_all.data);
+  word(lay, cv.read_slots.size());
+  for (int sl : cv.read_slots) word(lay, int64_t(sl));
+  word(lay, cv.write_slots.size());
+  for (int sl : cv.write_slots) word(lay, int64_t(sl));
+  std::vector<uint64_t>& at = key.addresses;
+  addr(at, args.x.data);
+  addr(at, args.v_out.data);
+  for (size_t n = 0; n < args.context->k.size(); ++n) {
+    addr(at, args.context->k[n].t.data);
+    addr(at, args.context->v[n].t.data);
+  }
+  for (size_t n = 0; n < cv.a.size(); ++n) {
+    addr(at, cv.a[n].data);
+    addr(at, cv.b[n].data);
+  }
+  args.graphs->run(key, body);
+}
+
+void Dit::run(Backend& be, const PassArgs& args, Tensor sinus, Tensor pos_all, Arena& arena) const {
+  const ModelConfig& c = cfg_;
+  const int D = c.dim, ph = c.patch[1], pw = c.patch[2];
+  const int64_t F = args.x.dim(0);
+  const int64_t tpf = c.tokens_per_frame();
+  const int64_t T = F * tpf;
+  const DType act = be.act_dtype();
+
+  Tensor tokens = arena.tensor(Shape{T, int64_t(c.in_channels) * ph * pw}, act);
+  be.patchify(args.x, ph, pw, tokens);
+  Tensor h = arena.tensor(Shape{T, D}, DType::F32);  // residual stream in fp32
+  apply(be, patch_embedding, tokens, h);
+
+  Tensor e_hidden = arena.tensor(Shape{F, D}, DType::F32);
+  Tensor e = arena.tensor(Shape{F, D}, DType::F32);
+  Tensor e_silu = arena.tensor(Shape{F, D}, DType::F32);
+  Tensor e0 = arena.tensor(Shape{F, 6 * D}, DType::F32);
+  apply(be, time0, sinus, e_hidden, Activation::Silu);
+  apply(be, time2, e_hidden, e);
+  be.activation(e, e_silu, Activation::Silu);
+  apply(be, time_proj, e_silu, e0);
 
   Tensor mod = arena.tensor(Shape{F, 6 * D}, DType::F32);
   Tensor xn = arena.tensor(Shape{T, D}, act);
@@ -409,7 +595,6 @@ void Dit::forward(Backend& be, const PassArgs& args, Arena& arena) const {
     apply(be, head, xn, out_tok);
     be.unpatchify(out_tok, ph, pw, args.v_out);
   }
-  arena.release(mk);
 }
 
 double Dit::pass_flops(int ctx_frames, int frames, bool absorbed) const {

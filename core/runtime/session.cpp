@@ -147,6 +147,9 @@ struct Session::Impl {
   bool absorbed = true;
   double pass_ms_total = 0, chunk_ms_total = 0;
   int64_t passes_total = 0;
+  // Recorded passes (CUDA graphs where the backend makes them), keyed per pass by Dit::forward.
+  // Declared last: destroyed before the cache and workspace its graphs name.
+  std::unique_ptr<PassGraphs> graphs;
 
   Impl(std::shared_ptr<Model> m, const SessionOptions& o)
       : model(std::move(m)),
@@ -165,6 +168,7 @@ struct Session::Impl {
         host_rgb(wsb.host_rgb),
         cache(be, cfg, o.sink_frames >= 0 ? o.sink_frames : cfg.sink_frames,
               o.window_frames >= 0 ? o.window_frames : cfg.window_frames) {
+    graphs = be.new_pass_graphs();
     slot_frame.assign(size_t(cache.sink_frames() + cache.window_frames()), -1);
     const int64_t F = cfg.chunk_frames;
     if (model->has_decoder()) dec_state = model->decoder()->new_state(be);
@@ -206,6 +210,7 @@ struct Session::Impl {
     a.cache = &view;
     a.absorbed = absorbed;
     a.v_out = v_out;
+    a.graphs = graphs.get();
     model->dit().forward(be, a, arena);
   }
 
@@ -296,6 +301,8 @@ SessionMemory Session::memory() const {
 }
 
 const SessionWorkspace& Session::workspace() const { return *impl_->ws; }
+
+PassGraphs::Stats Session::pass_graphs() const { return impl_->graphs->stats(); }
 
 std::vector<float> Session::latent(int chunk) const {
   if (chunk < 0 || chunk >= int(impl_->latents.size())) throw Error("no latent for chunk " + std::to_string(chunk));

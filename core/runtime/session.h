@@ -157,6 +157,9 @@ class Session {
   SessionMemory memory() const;
   // The workspace in use (shared or the session's own).
   const SessionWorkspace& workspace() const;
+  // How the session's passes ran: op by op, recorded or replayed as CUDA graphs (Backend::PassGraphs;
+  // CUDA with VMLA_CUDA_GRAPHS=1), and the graphs held now.
+  PassGraphs::Stats pass_graphs() const;
   // The clean latent of chunk i ([chunk_frames, C, h, w], F32 on the host), for tests and tools.
   std::vector<float> latent(int chunk) const;
   // The cache of `layer` in attention order (sink, then the window oldest first) as F32 on the host:

@@ -1,6 +1,7 @@
 #include "core/tensor/backend.h"
 
 #include <algorithm>
+#include <string>
 
 namespace vmla {
 
@@ -39,6 +40,24 @@ OwnedTensor Backend::alloc(Shape s, DType dt) {
   o.t = o.buf.as(dt, s);
   return o;
 }
+
+namespace {
+
+class EagerPassGraphs final : public PassGraphs {
+ public:
+  void run(const PassKey&, const std::function<void()>& body) override {
+    ++stats_.eager;
+    body();
+  }
+  Stats stats() const override { return stats_; }
+
+ private:
+  Stats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<PassGraphs> Backend::new_pass_graphs() { return std::make_unique<EagerPassGraphs>(); }
 
 static size_t align_up(size_t n) { return (n + 255) & ~size_t(255); }
 
@@ -119,9 +138,21 @@ std::unique_ptr<Backend> create_backend(const std::string& name) {
 }
 
 void Backend::rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
-                        Tensor pos) {
-  copy(src, dst);
+                        Tensor pos, int64_t src_col) {
+  if (src.dtype != dst.dtype || src.rows() != dst.rows() || (src_col == kAllColumns && src.cols() != dst.cols()))
+    throw ShapeError("rope_copy: src " + src.shape.str() + " " + std::string(dtype_name(src.dtype)) + " and dst " +
+                     dst.shape.str() + " " + std::string(dtype_name(dst.dtype)) + " differ");
+  if (src_col == kAllColumns)
+    copy(src, dst);
+  else
+    copy_rows(src, 0, dst, 0, dst.rows(), src_col);
   rope(dst, heads, head_stride, offset, spec, pos);
+}
+
+void Backend::rms_norm_rope(Tensor x, Tensor w, Tensor y, float eps, int heads, int head_dim, const RopeSpec& spec,
+                            Tensor pos, int64_t x_col) {
+  rms_norm(x, w, y, eps, x_col);
+  rope(y, heads, head_dim, 0, spec, pos);
 }
 
 }  // namespace vmla

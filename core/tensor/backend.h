@@ -13,7 +13,13 @@
 //  - Optional tensor arguments (bias, affine weights, mod with gate_idx < 0) are absent when their
 //    data is null: a default Tensor{} has shape [] and numel() 1, so never test numel() for absence.
 //  - Outputs must not overlap inputs unless an op says it may alias (axpby, activation).
+//  - Column windows: an op with a `*_col` argument reads, with kAllColumns (the default), the whole
+//    tensor, whose shape must then match; with a column c >= 0 it reads the columns [c, c + n) of
+//    each row of a tensor at least that wide (n: the other tensor's width), a strided read whose row
+//    stride (the leading dimension) is the tensor's cols. That is how one slice of a fused
+//    projection's output is read in place. A window never overlaps the op's output.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +29,8 @@
 namespace vmla {
 
 enum class Activation : uint8_t { None = 0, GeluTanh = 1, Silu = 2, Relu = 3 };
+
+constexpr int64_t kAllColumns = -1;  // a `*_col` argument: no column window (see above)
 
 // Owning device memory; freed through the backend that made it.
 class Buffer {
@@ -64,6 +72,37 @@ struct MemoryInfo {
   size_t allocated_by_engine = 0;
 };
 
+// Recorded passes: a cache of op sequences that a backend can replay instead of issuing their ops one
+// by one (CUDA graphs), made by Backend::new_pass_graphs() for one caller (a Session).
+// run(key, body): body only enqueues ops on the backend (no upload, download, synchronize or
+// allocation), and every launch it makes is a function of the key: `layout` decides the sequence of
+// launches, their shapes and host-side values and the scratch addresses (e.g. the arena's state),
+// `addresses` are the caller's tensors the launches name, which may differ between runs of one
+// layout. Data that differs between runs of one key is read from device memory. The backend then
+// either runs body or replays what an earlier body with the same layout enqueued, retargeted to the
+// addresses: the same ops in the same order, the same bits.
+struct PassKey {
+  std::vector<uint64_t> layout;
+  std::vector<uint64_t> addresses;
+};
+
+class PassGraphs {
+ public:
+  virtual ~PassGraphs() = default;
+  virtual void run(const PassKey& key, const std::function<void()>& body) = 0;
+  struct Stats {
+    int64_t eager = 0;     // bodies run op by op (graphs off, first run of a key, capture failed)
+    int64_t captured = 0;  // bodies recorded into a new graph (then launched)
+    int64_t updated = 0;   // bodies recorded and applied to a graph of the layout in place (new addresses
+                           // or moved scratch; cudaGraphExecUpdate), then launched
+    int64_t replayed = 0;  // launches of a graph without running body
+    int64_t failed = 0;    // recordings that failed (body then ran op by op)
+    int64_t graphs = 0;    // graphs held now
+    std::string last_failure;
+  };
+  virtual Stats stats() const = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -79,6 +118,11 @@ class Backend {
   // One line on choices the backend made at run time, for benchmark logs (CUDA: the GEMM algorithm
   // tuning); empty when there is nothing to report.
   virtual std::string diagnostics() const { return {}; }
+  // Whether new_pass_graphs() records and replays (CUDA with VMLA_CUDA_GRAPHS=1), for benchmark logs.
+  virtual bool pass_graphs_enabled() const { return false; }
+  // A pass-graph cache for one caller; the default (and the CUDA backend with graphs off) runs every
+  // body op by op.
+  virtual std::unique_ptr<PassGraphs> new_pass_graphs();
 
   // ---- memory --------------------------------------------------------------------------------
   // Throws OutOfMemory with the size asked and what is free.
@@ -94,8 +138,10 @@ class Backend {
   // dst = src (same numel; converts dtype).
   virtual void copy(Tensor src, Tensor dst) = 0;
   // dst rows [dst_row, dst_row+n) = src rows [src_row, src_row+n); both seen as [rows, cols] with
-  // equal cols.
-  virtual void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n) = 0;
+  // equal cols, and the rows may overlap (one tensor's rows shifted). With a column window src_col,
+  // the columns [src_col, src_col + dst's cols) of each src row are copied.
+  virtual void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n,
+                         int64_t src_col = kAllColumns) = 0;
   virtual void fill(Tensor dst, float value) = 0;
   // out [T, H*(da+db)] from a [T, H*da] and b [T, Hb*db] with Hb = 1 (broadcast to every head) or
   // H: each head of out is [a_h ; b_h].
@@ -133,8 +179,9 @@ class Backend {
   // ---- normalisation and modulation (eps per call; statistics in fp32) ------------------------
   // y = LN(x) * w + b over the last dim; w, b may be empty (no affine).
   virtual void layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) = 0;
-  // y = x / rms(x) * w over the last dim; w may be empty.
-  virtual void rms_norm(Tensor x, Tensor w, Tensor y, float eps) = 0;
+  // y = x / rms(x) * w over the last dim; w may be empty; y may alias x. With a column window x_col,
+  // y [T, D] normalises the columns [x_col, x_col + D) of each row of x.
+  virtual void rms_norm(Tensor x, Tensor w, Tensor y, float eps, int64_t x_col = kAllColumns) = 0;
   // y [T, D] = LN(x)[T, D] * (1 + scale) + shift, where row i uses frame f = i / rows_per_frame and
   // shift = mod[f, shift_idx*D : (shift_idx+1)*D], scale likewise; mod is [F, K*D] (F32).
   virtual void ln_modulate(Tensor x, Tensor mod, int shift_idx, int scale_idx, int64_t rows_per_frame,
@@ -147,10 +194,18 @@ class Backend {
   // using pos [T, 3] (I32: t, h, w).
   virtual void rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) = 0;
   // dst = src (same shape and dtype) with rope() applied: how the attention context is gathered from
-  // the cache with its keys rotated on the way. The default copies, then rotates in place; the CUDA
-  // backend does it in one pass where every column is rotated.
+  // the cache with its keys rotated on the way. With a column window src_col, dst = the columns
+  // [src_col, src_col + dst's cols) of src, rotated. The default copies, then rotates in place; the
+  // CUDA backend does it in one pass where every column is rotated.
   virtual void rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
-                         Tensor pos);
+                         Tensor pos, int64_t src_col = kAllColumns);
+  // y [T, heads*head_dim] = rope(rms_norm(x, w), heads, head_dim, 0, spec, pos): each row normalised
+  // over all of y's columns (reading the column window x_col of x where given, as rms_norm), then the
+  // pairs from column 0 of every head rotated. Wan's query (norm_q over the model width, then 3D
+  // RoPE per head). y may alias x when there is no window. The default runs rms_norm, then rope; the
+  // CUDA backend normalises and rotates in one pass over each row.
+  virtual void rms_norm_rope(Tensor x, Tensor w, Tensor y, float eps, int heads, int head_dim, const RopeSpec& spec,
+                             Tensor pos, int64_t x_col = kAllColumns);
   // out [Tq, H*dv] = softmax(q k^T * scale) v per head; q [Tq, H*dk], k [Tk, Hk*dk], v [Tk, Hk*dv],
   // Hk = H (MHA) or 1 (shared key/value, MQA: the absorbed MLA path). Full (non-causal) attention.
   virtual void attention(Tensor q, Tensor k, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,
@@ -202,6 +257,21 @@ class Arena {
   size_t block_bytes_;
   std::vector<Block> blocks_;
   size_t cur_ = 0, in_use_ = 0, high_water_ = 0;
+};
+
+// Releases what was allocated from an arena during its lifetime (also when an exception leaves the
+// scope). Arena placement is deterministic: the same arena state and the same sequence of tensor()
+// calls give the same addresses, which recorded passes rely on.
+class ArenaScope {
+ public:
+  explicit ArenaScope(Arena& a) : a_(a), m_(a.mark()) {}
+  ~ArenaScope() { a_.release(m_); }
+  ArenaScope(const ArenaScope&) = delete;
+  ArenaScope& operator=(const ArenaScope&) = delete;
+
+ private:
+  Arena& a_;
+  Arena::Mark m_;
 };
 
 }  // namespace vmla

@@ -192,6 +192,31 @@ class CudaOps : public ::testing::Test {
     return err;
   }
 
+  // Rope tables (freqs, axes) and random positions [T, 3] in [0, max_pos] on both backends.
+  struct RopeTables {
+    OwnedTensor fc, fg, ac, ag, pc, pg;
+    RopeSpec cpu, gpu;
+  };
+  RopeTables rope_tables(const std::vector<float>& freqs, const std::vector<int32_t>& axes, int64_t T, int max_pos) {
+    std::vector<int32_t> pos(size_t(T) * 3);
+    std::uniform_int_distribution<int> up(0, max_pos);
+    for (auto& v : pos) v = up(rng);
+    auto upload_both = [&](const void* h, DType dt, Shape s, OwnedTensor& oc, OwnedTensor& og) {
+      oc = cpu->alloc(s, dt);
+      og = gpu->alloc(s, dt);
+      cpu->upload(h, dt, oc.t);
+      gpu->upload(h, dt, og.t);
+    };
+    const int n = int(freqs.size());
+    RopeTables r;
+    upload_both(freqs.data(), DType::F32, Shape{n}, r.fc, r.fg);
+    upload_both(axes.data(), DType::I32, Shape{n}, r.ac, r.ag);
+    upload_both(pos.data(), DType::I32, Shape{T, 3}, r.pc, r.pg);
+    r.cpu = RopeSpec{r.fc.t, r.ac.t, n};
+    r.gpu = RopeSpec{r.fg.t, r.ag.t, n};
+    return r;
+  }
+
   Backend* cpu = nullptr;
   Backend* gpu = nullptr;
   std::mt19937 rng;
@@ -284,6 +309,23 @@ TEST_F(CudaOps, CopyRows) {
   cpu->copy_rows(a.c.t, 7, b.c.t, 60, 33);
   gpu->copy_rows(a.g.t, 7, b.g.t, 60, 33);
   check(b, "copy_rows");
+}
+
+TEST_F(CudaOps, CopyRowsColumnWindow) {
+  // A column window of a wider tensor: a 2D memcpy between equal dtypes, the strided conversion
+  // kernel between different ones (the chunk's rope key or values read out of a fused projection).
+  for (DType src : {DType::BF16, DType::F32}) {
+    Pair a = rnd(Shape{50, 992}, src);
+    Pair b = rnd(Shape{40, 32}, DType::BF16);
+    cpu->copy_rows(a.c.t, 5, b.c.t, 3, 30, 192);
+    gpu->copy_rows(a.g.t, 5, b.g.t, 3, 30, 192);
+    check(b, std::string("copy_rows column window ") + std::string(dtype_name(src)) + "->BF16",
+          src == DType::BF16 ? 1e-30 : kTol);
+  }
+  Pair a = rnd(Shape{8, 30}, DType::BF16);
+  Pair b = rnd(Shape{8, 16}, DType::BF16);
+  EXPECT_THROW(gpu->copy_rows(a.g.t, 0, b.g.t, 0, 8, 20), ShapeError);  // past the last column
+  EXPECT_THROW(gpu->copy_rows(a.g.t, 0, b.g.t, 0, 8), ShapeError);      // no window: widths must match
 }
 
 TEST_F(CudaOps, Fill) {
@@ -582,6 +624,28 @@ TEST_F(CudaOps, RmsNorm) {
   }
 }
 
+TEST_F(CudaOps, RmsNormColumnWindow) {
+  // y [T, D] = RMSNorm of the columns [col, col + D) of x [T, W]: the slices of the fused
+  // projections' outputs (Wan MLA kv_norm and q_norm, Wan MHA norm_k, tiny MLA), then windows the
+  // one-warp-per-row kernel cannot take (odd column, row stride not a multiple of 4, wide rows).
+  struct Case {
+    int64_t D, col, W;
+  };
+  for (Case c : {Case{192, 0, 992}, Case{768, 224, 992}, Case{1536, 1536, 4608}, Case{40, 0, 248}, Case{192, 56, 248},
+                 Case{19, 3, 30}, Case{384, 2, 770}, Case{2100, 8, 2200}}) {
+    Pair x = rnd(Shape{150, c.W}, DType::BF16, -2.f, 2.f);
+    Pair w = rnd(Shape{c.D}, DType::BF16, 0.5f, 1.5f);
+    Pair y = out(Shape{150, c.D}, DType::BF16);
+    cpu->rms_norm(x.c.t, w.c.t, y.c.t, 1e-6f, c.col);
+    gpu->rms_norm(x.g.t, w.g.t, y.g.t, 1e-6f, c.col);
+    check(y, "rms_norm column window " + std::to_string(c.col) + "+" + std::to_string(c.D) + " of " + std::to_string(c.W));
+  }
+  Pair x = rnd(Shape{10, 30}, DType::BF16);
+  Pair y = out(Shape{10, 16}, DType::BF16);
+  EXPECT_THROW(gpu->rms_norm(x.g.t, kNone, y.g.t, 1e-6f, 20), ShapeError);  // past the last column
+  EXPECT_THROW(gpu->rms_norm(x.g.t, kNone, y.g.t, 1e-6f), ShapeError);      // no window: widths must match
+}
+
 TEST_F(CudaOps, LnModulate) {
   const int F = 3, rows_per_frame = 64, D = 384;
   Pair x = rnd(Shape{F * rows_per_frame, D}, DType::F32, -3.f, 3.f);
@@ -629,20 +693,9 @@ TEST_F(CudaOps, Rope) {
       freqs[size_t(p)] = std::pow(10000.f, -2.f * float(p % 8) / 24.f);
     }
     std::vector<int32_t> axes(axes_f.begin(), axes_f.end());
-    std::vector<int32_t> pos(size_t(T) * 3);
-    std::uniform_int_distribution<int> up(0, 40);
-    for (auto& v : pos) v = up(rng);
-    auto upload_both = [&](const void* h, DType hdt, Shape s, DType dt, OwnedTensor& oc, OwnedTensor& og) {
-      oc = cpu->alloc(s, dt);
-      og = gpu->alloc(s, dt);
-      cpu->upload(h, hdt, oc.t);
-      gpu->upload(h, hdt, og.t);
-    };
-    OwnedTensor fc, fg, ac, ag, pc, pg;
-    upload_both(freqs.data(), DType::F32, Shape{c.npairs}, DType::F32, fc, fg);
-    upload_both(axes.data(), DType::I32, Shape{c.npairs}, DType::I32, ac, ag);
-    upload_both(pos.data(), DType::I32, Shape{T, 3}, DType::I32, pc, pg);
-    RopeSpec sc{fc.t, ac.t, c.npairs}, sg{fg.t, ag.t, c.npairs};
+    const RopeTables rt = rope_tables(freqs, axes, T, 40);
+    const RopeSpec &sc = rt.cpu, &sg = rt.gpu;
+    const OwnedTensor &pc = rt.pc, &pg = rt.pg;
     Pair x = rnd(Shape{T, c.heads * c.head_stride}, DType::BF16, -2.f, 2.f);
     // Out of place (how the context is gathered): one fused pass where every column rotates, else
     // a copy and the in-place rotation. The source must come through untouched.
@@ -652,11 +705,115 @@ TEST_F(CudaOps, Rope) {
     gpu->rope_copy(x.g.t, y.g.t, c.heads, c.head_stride, c.offset, sg, pg.t);
     check(y, std::string(c.name) + " (rope_copy)");
     EXPECT_TRUE(get(gpu, x.g.t) == x_before) << c.name << ": rope_copy changed its source";
+    // From a column window of a wider tensor (a slice of a fused projection's output): the same
+    // one-pass kernel with the source's row stride, or the strided copy and the rotation.
+    const int64_t n = int64_t(c.heads) * c.head_stride;
+    Pair wide = rnd(Shape{T, 24 + n + 40}, DType::BF16, -2.f, 2.f);
+    Pair yw = out(x.shape);
+    cpu->rope_copy(wide.c.t, yw.c.t, c.heads, c.head_stride, c.offset, sc, pc.t, 24);
+    gpu->rope_copy(wide.g.t, yw.g.t, c.heads, c.head_stride, c.offset, sg, pg.t, 24);
+    check(yw, std::string(c.name) + " (rope_copy, column window)");
     cpu->rope(x.c.t, c.heads, c.head_stride, c.offset, sc, pc.t);
     gpu->rope(x.g.t, c.heads, c.head_stride, c.offset, sg, pg.t);
     check(x, c.name);
     EXPECT_TRUE(get(gpu, x.g.t) == get(gpu, y.g.t)) << c.name << ": rope_copy and rope differ";
   }
+}
+
+TEST_F(CudaOps, RmsNormRope) {
+#ifdef VMLA_WITH_CUDA
+  // The MHA query (RMSNorm over the model width, then 3D rope per head) in one pass, against the
+  // CPU op and against CUDA's two passes (VMLA_CUDA_FUSED_NORM_ROPE=0: rms_norm, then rope). Wan
+  // (12 x 128, axes 44/42/42) and tiny (6 x 64, axes 24/20/20): the whole tensor, the q columns of
+  // the fused [q | k | v], and an odd column the one-warp-per-row kernel cannot take; then heads of
+  // 6 (a float4 holds the end of one head and the start of the next) and heads of 40 with 16 pairs
+  // (columns left unrotated). 190 rows: not a whole number of 8-row blocks.
+  std::unique_ptr<Backend> two = cuda_backend_with("VMLA_CUDA_FUSED_NORM_ROPE", "0");
+  struct Case {
+    int heads, hd, dims[3];
+    int64_t col, W;
+    const char* name;
+  };
+  const Case cases[] = {{12, 128, {44, 42, 42}, kAllColumns, 1536, "Wan"},
+                        {12, 128, {44, 42, 42}, 0, 4608, "Wan, q of qkv"},
+                        {12, 128, {44, 42, 42}, 3, 4608, "Wan, column 3"},
+                        {6, 64, {24, 20, 20}, kAllColumns, 384, "tiny"},
+                        {6, 64, {24, 20, 20}, 0, 1152, "tiny, q of qkv"},
+                        {6, 64, {24, 20, 20}, 1, 1152, "tiny, column 1"},
+                        {8, 6, {2, 2, 2}, kAllColumns, 48, "heads of 6"},
+                        {4, 40, {12, 10, 10}, 8, 200, "16 of 20 pairs"}};
+  const int64_t T = 190;
+  for (const Case& c : cases) {
+    const int64_t D = int64_t(c.heads) * c.hd;
+    std::vector<float> freqs;
+    std::vector<int32_t> axes;
+    for (int a = 0; a < 3; ++a)
+      for (int j = 0; j < c.dims[a] / 2; ++j) {
+        freqs.push_back(std::pow(10000.f, -2.f * float(j) / float(c.dims[a])));
+        axes.push_back(a);
+      }
+    const RopeTables rt = rope_tables(freqs, axes, T, 60);
+    Pair x = rnd(Shape{T, c.W}, DType::BF16, -2.f, 2.f);
+    Pair w = rnd(Shape{D}, DType::BF16, 0.5f, 1.5f);
+    Pair y = out(Shape{T, D});
+    cpu->rms_norm_rope(x.c.t, w.c.t, y.c.t, 1e-6f, c.heads, c.hd, rt.cpu, rt.pc.t, c.col);
+    gpu->rms_norm_rope(x.g.t, w.g.t, y.g.t, 1e-6f, c.heads, c.hd, rt.gpu, rt.pg.t, c.col);
+    check(y, std::string("rms_norm_rope ") + c.name);
+    // The two passes round to bf16 in between; the one pass rounds once.
+    OwnedTensor y2 = gpu->alloc(Shape{T, D}, DType::BF16);
+    gpu->fill(y2.t, kNaN);
+    gpu->synchronize();
+    two->rms_norm_rope(x.g.t, w.g.t, y2.t, 1e-6f, c.heads, c.hd, rt.gpu, rt.pg.t, c.col);
+    two->synchronize();
+    const double err = compare(get(gpu, y2.t), get(gpu, y.g.t), std::string("rms_norm_rope one vs two passes ") + c.name);
+    EXPECT_LT(err, kTol) << c.name;
+  }
+  // A Wan chunk's queries (3 latent frames of 30 x 52 tokens, the q columns of qkv): one pass
+  // against two, timed (printed; the A/B of the whole pass is videomla bench with the switch).
+  const int64_t Tw = 4680, Dw = 1536;
+  std::vector<float> freqs;
+  std::vector<int32_t> axes;
+  for (int a = 0; a < 3; ++a)
+    for (int j = 0; j < (a == 0 ? 22 : 21); ++j) {
+      freqs.push_back(std::pow(10000.f, -2.f * float(j) / float(a == 0 ? 44 : 42)));
+      axes.push_back(a);
+    }
+  std::vector<int32_t> pos(size_t(Tw) * 3);
+  for (int64_t t = 0; t < Tw; ++t) {
+    pos[size_t(t * 3)] = int32_t(6 + t / 1560);
+    pos[size_t(t * 3 + 1)] = int32_t(t % 1560 / 52);
+    pos[size_t(t * 3 + 2)] = int32_t(t % 52);
+  }
+  OwnedTensor fr = gpu->alloc(Shape{64}, DType::F32), ax = gpu->alloc(Shape{64}, DType::I32);
+  OwnedTensor ps = gpu->alloc(Shape{Tw, 3}, DType::I32);
+  gpu->upload(freqs.data(), DType::F32, fr.t);
+  gpu->upload(axes.data(), DType::I32, ax.t);
+  gpu->upload(pos.data(), DType::I32, ps.t);
+  const RopeSpec spec{fr.t, ax.t, 64};
+  const std::vector<float> hx = random_host(Tw * 3 * Dw, DType::BF16, -2.f, 2.f);
+  OwnedTensor qkv = gpu->alloc(Shape{Tw, 3 * Dw}, DType::BF16), nw = gpu->alloc(Shape{Dw}, DType::BF16);
+  OwnedTensor q = gpu->alloc(Shape{Tw, Dw}, DType::BF16);
+  gpu->upload(hx.data(), DType::F32, qkv.t);
+  gpu->fill(nw.t, 1.f);
+  double ms[2] = {0, 0};
+  Backend* bes[2] = {gpu, two.get()};
+  for (int b = 0; b < 2; ++b) {
+    Backend* be = bes[b];
+    gpu->synchronize();
+    be->rms_norm_rope(qkv.t, nw.t, q.t, 1e-6f, 12, 128, spec, ps.t, 0);
+    be->synchronize();
+    const int reps = 50;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < reps; ++r) be->rms_norm_rope(qkv.t, nw.t, q.t, 1e-6f, 12, 128, spec, ps.t, 0);
+    be->synchronize();
+    ms[b] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+  }
+  const double gb = 2.0 * double(Tw) * double(Dw) * 2.0 * 1e-9;  // one read of q and one write, bf16
+  std::printf("rms_norm_rope Wan query %lld x %lld: one pass %.4f ms (%.0f GB/s), two passes %.4f ms, %.2fx\n",
+              static_cast<long long>(Tw), static_cast<long long>(Dw), ms[0], gb / ms[0] * 1e3, ms[1], ms[1] / ms[0]);
+#else
+  GTEST_SKIP() << "no CUDA build";
+#endif
 }
 
 struct AttnCase {

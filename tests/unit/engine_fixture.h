@@ -1,6 +1,7 @@
 #pragma once
 // A small random model shared by the engine tests: every code path of the tiny model at a size the
 // CPU runs in milliseconds.
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,32 @@ inline std::shared_ptr<Model> small_model(const std::string& attention, uint64_t
   static std::shared_ptr<Backend> cpu = create_cpu_backend();
   return Model::random(ModelConfig::from_json(small_config_json(attention), "test"), test_vocabulary(), seed, cpu);
 }
+
+// Sets an environment variable while it lives (for switches read when something is built, e.g.
+// VMLA_FUSED_PROJECTIONS when a model is), then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* v = std::getenv(name)) {
+      had_ = true;
+      old_ = v;
+    }
+    ::setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_)
+      ::setenv(name_, old_.c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string old_;
+};
 
 inline double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
   double num = 0, den = 0;

@@ -23,6 +23,15 @@ inline double act(double x, Act a) {
   return x;
 }
 
+// Columns [col, col + n) of x [rows, cols], dense [rows, n].
+template <class T>
+std::vector<T> columns(const std::vector<T>& x, int64_t rows, int64_t cols, int64_t col, int64_t n) {
+  std::vector<T> o(size_t(rows * n));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < n; ++c) o[size_t(r * n + c)] = x[size_t(r * cols + col + c)];
+  return o;
+}
+
 // y [M, N] = act(x [M, K] @ w [N, K]^T + b)
 inline Vec linear(const Vec& x, const Vec& w, const Vec* b, int64_t M, int64_t N, int64_t K, Act a) {
   Vec y(size_t(M * N));

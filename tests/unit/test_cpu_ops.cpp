@@ -184,6 +184,28 @@ TEST_F(CpuOps, RmsNormWithAndWithoutWeight) {
   }
 }
 
+TEST_F(CpuOps, RmsNormOfAColumnWindow) {
+  // The columns [col, col + D) of a wider x, as slices of a fused projection's output are read:
+  // the first, a middle and the last slice, and an odd offset.
+  const int64_t T = 21, W = 75;
+  auto x = rnd(size_t(T * W), 25);
+  auto X = make({T, W}, x);
+  for (auto [col, D] : {std::pair<int64_t, int64_t>{0, 40}, {40, 16}, {56, 19}, {3, 72}}) {
+    auto w = rnd(size_t(D), 26);
+    Vec wd = dbl(w);
+    auto Wt = make({D}, w), Y = out({T, D});
+    be->rms_norm(X.t, Wt.t, Y.t, 1e-6f, col);
+    EXPECT_LT(nerr(get(Y.t), naive::rms_norm(dbl(naive::columns(x, T, W, col, D)), &wd, T, D, 1e-6)), kTol) << col;
+  }
+  EXPECT_EQ(get(X.t), x);  // the source is untouched
+  auto Y = out({T, 16});
+  EXPECT_THROW(be->rms_norm(X.t, Tensor{}, Y.t, 1e-6f, 60), ShapeError);  // past the last column
+  EXPECT_THROW(be->rms_norm(X.t, Tensor{}, Y.t, 1e-6f, -2), ShapeError);
+  EXPECT_THROW(be->rms_norm(X.t, Tensor{}, Y.t, 1e-6f), ShapeError);      // no window: widths must match
+  const Tensor inside = X.t.view({T * W, 1}).rows_slice(0, T * 16).view({T, 16});
+  EXPECT_THROW(be->rms_norm(X.t, Tensor{}, inside, 1e-6f, 0), ShapeError);  // the window overlaps y
+}
+
 TEST_F(CpuOps, LnModulateUsesTheFrameOfEachRow) {
   const int64_t F = 3, rpf = 7, T = F * rpf, D = 48, K = 6;
   auto x = rnd(size_t(T * D), 30), mod = rnd(size_t(F * K * D), 31);
@@ -261,6 +283,97 @@ TEST_F(CpuOps, RopeMatchesNaiveWithOffset) {
   be->rope(X.t, heads, hs, off, spec, P.t);
   Vec ref = naive::rope(dbl(x), T, heads, hs, off, r.freqs, r.axes, pos);
   EXPECT_LT(nerr(get(X.t), ref), kTol);
+}
+
+TEST_F(CpuOps, RopeCopyFromAColumnWindow) {
+  // rope_copy from a column window of a wider tensor: the shared rope key of MLA (every column
+  // rotated) and heads rotated from an offset, next to other columns.
+  const int64_t T = 17, W = 81;
+  RopeFixture r = mla_rope();
+  auto x = rnd(size_t(T * W), 46);
+  auto pos = positions(T, 47);
+  auto X = make({T, W}, x), P = make_i32({T, 3}, pos);
+  auto Fq = make({int64_t(r.freqs.size())}, r.freqs);
+  auto Ax = make_i32({int64_t(r.axes.size())}, r.axes);
+  RopeSpec spec{Fq.t, Ax.t, int(r.freqs.size())};
+  struct Case { int heads, hs, off; int64_t col; };
+  for (Case c : {Case{1, 16, 0, 40}, Case{3, 24, 6, 5}, Case{1, 16, 0, 0}}) {
+    const int64_t n = int64_t(c.heads) * c.hs;
+    auto Y = out({T, n});
+    be->rope_copy(X.t, Y.t, c.heads, c.hs, c.off, spec, P.t, c.col);
+    Vec ref = naive::rope(dbl(naive::columns(x, T, W, c.col, n)), T, c.heads, c.hs, c.off, r.freqs, r.axes, pos);
+    EXPECT_LT(nerr(get(Y.t), ref), kTol) << "column " << c.col;
+  }
+  EXPECT_EQ(get(X.t), x);
+  auto Y = out({T, 16});
+  EXPECT_THROW(be->rope_copy(X.t, Y.t, 1, 16, 0, spec, P.t), ShapeError);  // no window: widths must match
+  EXPECT_THROW(be->rope_copy(X.t, Y.t, 1, 16, 0, spec, P.t, 70), ShapeError);
+}
+
+// Dense rope over a whole head, as the MHA model builds it: axis a of dense size dims[a] has
+// dims[a] / 2 pairs, pair j at frequency 10000^(-2j / dims[a]).
+RopeFixture dense_rope(const int (&dims)[3]) {
+  RopeFixture r;
+  for (int a = 0; a < 3; ++a)
+    for (int j = 0; j < dims[a] / 2; ++j) {
+      r.freqs.push_back(float(std::pow(10000.0, -2.0 * j / dims[a])));
+      r.axes.push_back(a);
+    }
+  return r;
+}
+
+TEST_F(CpuOps, RmsNormRopeMatchesNormThenRope) {
+  // The MHA query: RMSNorm over the model width, then 3D rope over every head. Wan's layout (12
+  // heads of 128, axes 44/42/42) and the tiny model's (6 heads of 64, axes 24/20/20), the whole
+  // tensor and column windows (the q columns of the fused [q | k | v] output, one further in), with
+  // and without a weight. Same bits as rms_norm, then rope.
+  struct Case {
+    int heads, hd, dims[3];
+    int64_t col, W;
+    bool weight;
+  };
+  const int64_t T = 23;
+  for (Case c : {Case{12, 128, {44, 42, 42}, kAllColumns, 1536, true}, Case{12, 128, {44, 42, 42}, 0, 4608, true},
+                 Case{6, 64, {24, 20, 20}, kAllColumns, 384, true}, Case{6, 64, {24, 20, 20}, 0, 1152, true},
+                 Case{6, 64, {24, 20, 20}, 390, 1152, false}, Case{2, 32, {12, 10, 10}, 3, 70, true}}) {
+    const int64_t D = int64_t(c.heads) * c.hd;
+    const std::string name = std::to_string(c.heads) + "x" + std::to_string(c.hd) + " column " + std::to_string(c.col);
+    RopeFixture r = dense_rope(c.dims);
+    ASSERT_EQ(int(r.freqs.size()) * 2, c.hd);
+    auto x = rnd(size_t(T * c.W), 48, -2.f, 2.f), w = rnd(size_t(D), 49, 0.5f, 1.5f);
+    auto pos = positions(T, 50);
+    auto X = make({T, c.W}, x), Wt = make({D}, w), P = make_i32({T, 3}, pos);
+    auto Fq = make({int64_t(r.freqs.size())}, r.freqs);
+    auto Ax = make_i32({int64_t(r.axes.size())}, r.axes);
+    RopeSpec spec{Fq.t, Ax.t, int(r.freqs.size())};
+    const Tensor wt = c.weight ? Wt.t : Tensor{};
+    auto Y = out({T, D});
+    be->rms_norm_rope(X.t, wt, Y.t, 1e-6f, c.heads, c.hd, spec, P.t, c.col);
+    const int64_t col = c.col == kAllColumns ? 0 : c.col;
+    Vec wd = dbl(w);
+    Vec ref = naive::rope(naive::rms_norm(dbl(naive::columns(x, T, c.W, col, D)), c.weight ? &wd : nullptr, T, D, 1e-6),
+                          T, c.heads, c.hd, 0, r.freqs, r.axes, pos);
+    EXPECT_LT(nerr(get(Y.t), ref), kTol) << name;
+    auto Y2 = out({T, D});
+    be->rms_norm(X.t, wt, Y2.t, 1e-6f, c.col);
+    be->rope(Y2.t, c.heads, c.hd, 0, spec, P.t);
+    EXPECT_EQ(get(Y.t), get(Y2.t)) << name;
+    EXPECT_EQ(get(X.t), x) << name;  // the source is untouched
+  }
+  // In place, and shape errors: y not heads * head_dim wide, more pairs than a head holds.
+  RopeFixture r = dense_rope({12, 10, 10});
+  auto Fq = make({int64_t(r.freqs.size())}, r.freqs);
+  auto Ax = make_i32({int64_t(r.axes.size())}, r.axes);
+  RopeSpec spec{Fq.t, Ax.t, int(r.freqs.size())};
+  auto x = rnd(size_t(T * 64), 51);
+  auto pos = positions(T, 52);
+  auto X = make({T, 64}, x), P = make_i32({T, 3}, pos);
+  be->rms_norm_rope(X.t, Tensor{}, X.t, 1e-6f, 2, 32, spec, P.t);
+  EXPECT_LT(nerr(get(X.t), naive::rope(naive::rms_norm(dbl(x), nullptr, T, 64, 1e-6), T, 2, 32, 0, r.freqs, r.axes, pos)),
+            kTol);
+  auto Y = out({T, 64});
+  EXPECT_THROW(be->rms_norm_rope(X.t, Tensor{}, Y.t, 1e-6f, 3, 32, spec, P.t), ShapeError);
+  EXPECT_THROW(be->rms_norm_rope(X.t, Tensor{}, Y.t, 1e-6f, 4, 16, spec, P.t), ShapeError);
 }
 
 TEST_F(CpuOps, RopeScoresDependOnlyOnOffsets) {
@@ -509,6 +622,29 @@ TEST_F(CpuOps, CopyRowsCopyAndFill) {
   auto C = out({7, 10});
   be->copy(A.t, C.t);
   EXPECT_EQ(get(C.t), shifted);
+}
+
+TEST_F(CpuOps, CopyRowsFromAColumnWindow) {
+  const int64_t R = 10, W = 12;
+  auto a = rnd(size_t(R * W), 86);
+  auto A = make({R, W}, a), B = out({6, 5});
+  be->fill(B.t, 2.5f);
+  be->copy_rows(A.t, 3, B.t, 1, 4, 7);  // columns 7..11 of rows 3..6
+  auto got = get(B.t);
+  for (int64_t r = 0; r < 6; ++r)
+    for (int64_t c = 0; c < 5; ++c)
+      ASSERT_EQ(got[size_t(r * 5 + c)], (r >= 1 && r < 5) ? a[size_t((r + 2) * W + 7 + c)] : 2.5f);
+  // Into another dtype: the rounded values.
+  auto BB = be->alloc({R, 4}, DType::BF16);
+  be->copy_rows(A.t, 0, BB.t, 0, R, 2);
+  std::vector<uint16_t> bits(size_t(R * 4));
+  be->download(BB.t, bits.data(), DType::BF16);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < 4; ++c) ASSERT_EQ(bits[size_t(r * 4 + c)], f32_to_bf16(a[size_t(r * W + 2 + c)]));
+  EXPECT_EQ(get(A.t), a);
+  EXPECT_THROW(be->copy_rows(A.t, 0, B.t, 0, 2, 8), ShapeError);   // past the last column
+  EXPECT_THROW(be->copy_rows(A.t, 0, B.t, 0, 2), ShapeError);      // no window: widths must match
+  EXPECT_THROW(be->copy_rows(A.t, 0, A.t.view({24, 5}), 0, 2, 1), ShapeError);  // the window overlaps dst
 }
 
 TEST_F(CpuOps, UploadDownloadF16Bf16I32U8) {

@@ -1,9 +1,11 @@
-// Engine tests on the CPU backend: noise, sampler, cache ring, MLA paths, sessions (determinism,
-// snapshots, rewind, cancel, prompt switch), start-up warm-up, streaming decoder, tokenizer and
-// configuration errors.
+// Engine tests on the CPU backend: noise, sampler, cache ring, MLA paths, fused projections, sessions
+// (determinism, snapshots, rewind, cancel, prompt switch), start-up warm-up, streaming decoder,
+// tokenizer and configuration errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -145,6 +147,63 @@ TEST(Session, MlaExpandedEqualsAbsorbed) {
   for (size_t i = 0; i < le.size(); ++i) EXPECT_LT(rel_err(la[i], le[i]), 1e-5) << "chunk " << i;
 }
 
+// The fused projections (DitBlock::in_proj, q_proj; the default) against the checkpoint's separate
+// ones (VMLA_FUSED_PROJECTIONS=0), same weights: latents and every layer's cache entries (the last
+// layer's come from the cache pass's write-only step) after each chunk, through window eviction
+// and a re-cache pass, on both MLA paths and MHA, the small test model and the tiny configurations.
+namespace {
+
+std::shared_ptr<Model> model_with_projections(const ModelConfig& cfg, bool fused) {
+  static std::shared_ptr<Backend> cpu = create_cpu_backend();
+  test::ScopedEnv env("VMLA_FUSED_PROJECTIONS", fused ? "1" : "0");
+  return Model::random(cfg, test::test_vocabulary(), 5, cpu);
+}
+
+}  // namespace
+
+TEST(FusedProjections, SameOutputsAndCacheAsSeparateProjections) {
+  const std::string configs = std::string(VMLA_SOURCE_DIR) + "/resources/configs/";
+  std::vector<std::pair<std::string, ModelConfig>> cases = {
+      {"small mla", ModelConfig::from_json(test::small_config_json("mla"), "t")},
+      {"small mha", ModelConfig::from_json(test::small_config_json("mha"), "t")},
+      {"tiny", ModelConfig::from_file(configs + "tiny.json")},
+      {"tiny-mha", ModelConfig::from_file(configs + "tiny-mha.json")},
+      {"small mha without qk_norm", ModelConfig::from_json(test::small_config_json("mha"), "t")}};
+  cases.back().second.qk_norm = false;  // keys and queries read straight from the fused output
+  ChunkSpec fish_recache = kFish;
+  fish_recache.recache = true;
+  const std::vector<ChunkSpec> script = {kBall, kBall, kBall, fish_recache};
+  for (const auto& [name, cfg] : cases) {
+    auto fused = model_with_projections(cfg, true), separate = model_with_projections(cfg, false);
+    ASSERT_TRUE(fused->dit().fused_projections());
+    ASSERT_FALSE(separate->dit().fused_projections());
+    const bool mla = cfg.attention == AttentionKind::MLA;
+    for (AttnPath path : mla ? std::vector<AttnPath>{AttnPath::Expanded, AttnPath::Absorbed} : std::vector<AttnPath>{AttnPath::Auto}) {
+      SessionOptions so;
+      so.attn_path = path;
+      so.decode = false;  // the latents are compared
+      so.keep_snapshots = false;
+      Session a(fused, so), b(separate, so);
+      const std::string what = name + " " + (mla ? attn_path_name(path) : "dense");
+      double worst = 0;
+      for (size_t c = 0; c < script.size(); ++c) {
+        a.extend(script[c]);
+        b.extend(script[c]);
+        const double e = rel_err(a.latent(int(c)), b.latent(int(c)));
+        worst = std::max(worst, e);
+        EXPECT_LT(e, 1e-5) << what << ", latent of chunk " << c;
+        for (int layer = 0; layer < cfg.layers; ++layer)
+          for (int comp : {0, 1}) {
+            const double ec = rel_err(a.cache_contents(layer, comp), b.cache_contents(layer, comp));
+            worst = std::max(worst, ec);
+            EXPECT_LT(ec, 1e-5) << what << ", chunk " << c << ", cache of layer " << layer << " part " << comp;
+          }
+      }
+      std::printf("[fused projections] %s: worst normalised difference %.2e\n", what.c_str(), worst);
+    }
+  }
+}
+
 TEST(Session, ExtendByNChunksReportsMetrics) {
   auto m = small_model("mla");
   Session s(m);
@@ -167,6 +226,20 @@ TEST(Session, ExtendByNChunksReportsMetrics) {
   EXPECT_EQ(reports, 3);
   EXPECT_EQ(s.frames(), 36);
   EXPECT_EQ(s.metrics().cached_tokens, 3 * 16);  // sink 1 + window 2 frames of 16 tokens
+}
+
+// Every pass goes through the session's PassGraphs; the CPU backend's runs each one op by op.
+TEST(Session, CpuPassesRunOpByOp) {
+  auto m = small_model("mla");
+  Session s(m);
+  int64_t passes = 0;
+  SessionCallbacks cb;
+  cb.on_progress = [&](const Progress&) { ++passes; };
+  s.extend(kBall, 3, cb);
+  const PassGraphs::Stats g = s.pass_graphs();
+  EXPECT_FALSE(m->backend().pass_graphs_enabled());
+  EXPECT_EQ(g.eager, passes);
+  EXPECT_EQ(g.captured + g.updated + g.replayed + g.failed + g.graphs, 0);
 }
 
 TEST(Session, MhaModelRuns) {
@@ -295,6 +368,32 @@ TEST(WarmUp, OffOnTheCpuUnlessAskedAndACancelEndsItQuietly) {
   EXPECT_TRUE(cut.ran);
   EXPECT_TRUE(cut.cancelled);
   EXPECT_EQ(cut.chunks, 0);
+}
+
+// What recorded passes (CUDA graphs) rely on: the same arena state and sequence of tensor() calls
+// give the same addresses, also after the arena grew (blocks are appended, never moved), and an
+// ArenaScope gives back what was allocated inside it.
+TEST(Arena, SameStateAndSequenceGiveSameAddresses) {
+  auto be = create_cpu_backend(1);
+  Arena arena(be.get(), 4096);
+  auto sequence = [&] {
+    ArenaScope scope(arena);
+    std::vector<const void*> at;
+    for (int64_t n : {100, 2000, 50, 700}) at.push_back(arena.tensor(Shape{n}, DType::F32).data);
+    return at;
+  };
+  const auto first = sequence();
+  EXPECT_EQ(sequence(), first);
+  const size_t before = arena.capacity();
+  {
+    ArenaScope scope(arena);
+    arena.tensor(Shape{100000}, DType::F32);
+  }
+  EXPECT_GT(arena.capacity(), before);
+  EXPECT_EQ(sequence(), first);
+  Tensor held = arena.tensor(Shape{10}, DType::F32);  // another starting state: other addresses
+  EXPECT_NE(sequence(), first);
+  (void)held;
 }
 
 TEST(Decoder, ChunkedDecodingEqualsWhole) {

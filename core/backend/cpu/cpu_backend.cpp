@@ -68,6 +68,19 @@ void no_overlap(const char* op, const char* oname, const Tensor& out, const char
   if (overlaps(out, in)) fail(op, desc(oname, out) + " overlaps the input " + desc(iname, in));
 }
 
+// The first column of `t` that an op reads for `width` columns, given its column-window argument
+// (core/tensor/backend.h): kAllColumns needs t to be `width` wide.
+int64_t window_col(const char* op, const std::string& shapes, const char* name, const Tensor& t, int64_t col,
+                   int64_t width) {
+  if (col == kAllColumns) {
+    if (t.cols() != width) fail(op, shapes + ": " + name + " must have " + std::to_string(width) + " columns");
+    return 0;
+  }
+  if (col < 0 || col + width > t.cols())
+    fail(op, shapes + ": columns [" + std::to_string(col) + ", " + std::to_string(col + width) + ") outside " + name);
+  return col;
+}
+
 // ---- dtype conversion ---------------------------------------------------------------------------
 
 void load_f32(const void* src, DType dt, float* dst, int64_t n) {
@@ -150,6 +163,23 @@ void convert(ThreadPool& pool, const void* src, DType sd, void* dst, DType dd, i
       store_f32(tmp, static_cast<char*>(dst) + size_t(i0) * ds, dd, m);
     }
   });
+}
+
+// n elements from src (sd) to dst (dd) on the calling thread, through fp32 unless the dtypes match
+// (one row of a strided copy; the caller parallelises over rows).
+void convert_serial(const void* src, DType sd, void* dst, DType dd, int64_t n) {
+  if (sd == dd) {
+    std::memcpy(dst, src, size_t(n) * dtype_size(sd));
+    return;
+  }
+  constexpr int64_t kChunk = 1024;
+  float tmp[kChunk];
+  const size_t ss = dtype_size(sd), ds = dtype_size(dd);
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - i0);
+    load_f32(static_cast<const char*>(src) + size_t(i0) * ss, sd, tmp, m);
+    store_f32(tmp, static_cast<char*>(dst) + size_t(i0) * ds, dd, m);
+  }
 }
 
 // ---- fp32 views of float operands --------------------------------------------------------------
@@ -354,21 +384,32 @@ class CpuBackend final : public Backend {
     convert(pool_, src.data, src.dtype, dst.data, dst.dtype, src.numel());
   }
 
-  void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n) override {
-    check_host("copy_rows", "src", src);
-    check_host("copy_rows", "dst", dst);
-    if (src.cols() != dst.cols())
-      fail("copy_rows", desc("src", src) + " and " + desc("dst", dst) + " differ in columns");
+  void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n,
+                 int64_t src_col = kAllColumns) override {
+    const char* op = "copy_rows";
+    check_host(op, "src", src);
+    check_host(op, "dst", dst);
+    const std::string shapes = desc("src", src) + ", " + desc("dst", dst);
+    const int64_t C = dst.cols(), SC = src.cols();
+    const int64_t col = window_col(op, shapes, "src", src, src_col, C);
     if (n < 0 || src_row < 0 || dst_row < 0 || src_row + n > src.rows() || dst_row + n > dst.rows())
-      fail("copy_rows", "rows [" + std::to_string(src_row) + ", " + std::to_string(src_row + n) + ") of " +
-                            desc("src", src) + " to rows [" + std::to_string(dst_row) + ", " +
-                            std::to_string(dst_row + n) + ") of " + desc("dst", dst) + " out of range");
-    const int64_t C = src.cols();
-    const void* s = static_cast<const char*>(src.data) + size_t(src_row * C) * dtype_size(src.dtype);
-    void* d = static_cast<char*>(dst.data) + size_t(dst_row * C) * dtype_size(dst.dtype);
-    if (src.dtype != dst.dtype && src.data == dst.data)
-      fail("copy_rows", "src and dst are the same memory with different dtypes");
-    convert(pool_, s, src.dtype, d, dst.dtype, n * C);
+      fail(op, "rows [" + std::to_string(src_row) + ", " + std::to_string(src_row + n) + ") of " +
+                   desc("src", src) + " to rows [" + std::to_string(dst_row) + ", " +
+                   std::to_string(dst_row + n) + ") of " + desc("dst", dst) + " out of range");
+    if (src.dtype != dst.dtype && src.data == dst.data) fail(op, "src and dst are the same memory with different dtypes");
+    const size_t ss = dtype_size(src.dtype), ds = dtype_size(dst.dtype);
+    const char* s = static_cast<const char*>(src.data) + size_t(src_row * SC + col) * ss;
+    char* d = static_cast<char*>(dst.data) + size_t(dst_row * C) * ds;
+    if (SC == C) {
+      convert(pool_, s, src.dtype, d, dst.dtype, n * C);
+      return;
+    }
+    // A column window: row by row.
+    no_overlap(op, "dst", dst, "src", src);
+    pool_.parallel_for(n, row_grain(C), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        convert_serial(s + size_t(r * SC) * ss, src.dtype, d + size_t(r * C) * ds, dst.dtype, C);
+    });
   }
 
   void fill(Tensor dst, float value) override {
@@ -636,24 +677,26 @@ class CpuBackend final : public Backend {
     Y.commit();
   }
 
-  void rms_norm(Tensor x, Tensor w, Tensor y, float eps) override {
+  void rms_norm(Tensor x, Tensor w, Tensor y, float eps, int64_t x_col = kAllColumns) override {
     const char* op = "rms_norm";
     need_float(op, "x", x);
     need_float(op, "y", y);
-    const int64_t D = x.cols(), T = x.rows();
+    const int64_t D = y.cols(), T = y.rows(), XC = x.cols();
     const std::string shapes = desc("x", x) + ", " + desc("w", w) + ", " + desc("y", y);
-    if (!(y.rows() == T && y.cols() == D)) fail(op, shapes + ": y must have x's shape");
+    if (x.rows() != T) fail(op, shapes + ": y must have x's rows");
+    const int64_t col = window_col(op, shapes, "x", x, x_col, D);
     if (present(w)) {
       need_float(op, "w", w);
-      if (w.numel() != D) fail(op, shapes + ": w must have x's last dim of elements");
+      if (w.numel() != D) fail(op, shapes + ": w must have y's last dim of elements");
     }
+    if (x_col != kAllColumns) no_overlap(op, "y", y, "x", x);
     In X(pool_, x), W(pool_, w);
     Out Y(pool_, y, false);
     const float *px = X.get(), *pw = W.get();
     float* py = Y.get();
     pool_.parallel_for(T, row_grain(D), [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
-        const float* xr = px + t * D;
+        const float* xr = px + t * XC + col;
         float* yr = py + t * D;
         const float r = row_rstd_rms(xr, D, eps);
         if (pw)

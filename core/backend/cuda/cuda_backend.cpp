@@ -127,6 +127,25 @@ int64_t rows_of(const Tensor& t) {
 
 size_t align256(size_t n) { return (n + 255) & ~size_t(255); }
 
+// The first column of `t` that an op reads for `width` columns, given its column-window argument
+// (core/tensor/backend.h): kAllColumns needs t to be `width` wide.
+int64_t window_col(const char* op, const char* name, const Tensor& t, int64_t col, int64_t width) {
+  if (col == kAllColumns) {
+    need(cols_of(t) == width, op, std::string(name) + " " + t.shape.str() + " must have " + std::to_string(width) + " columns");
+    return 0;
+  }
+  need(col >= 0 && col + width <= cols_of(t), op,
+       "columns [" + std::to_string(col) + ", +" + std::to_string(width) + ") outside " + name + " " + t.shape.str());
+  return col;
+}
+
+// Whether the byte ranges [a, a + an) and [b, b + bn) are disjoint.
+bool disjoint(const void* a, size_t an, const void* b, size_t bn) {
+  const char* pa = static_cast<const char*>(a);
+  const char* pb = static_cast<const char*>(b);
+  return pa + an <= pb || pb + bn <= pa;
+}
+
 char* byte_offset(const void* p, int64_t elems, DType t) {
   return static_cast<char*>(const_cast<void*>(p)) + size_t(elems) * dtype_size(t);
 }
@@ -161,8 +180,10 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   tensor_core_attention_ = !env_is("VMLA_CUDA_SIMPLE_ATTENTION", "1");
   sm90_attention_ = !env_is("VMLA_CUDA_SM90_ATTENTION", "0");
   fused_linear_ = !env_is("VMLA_CUDA_FUSED_LINEAR", "0");
+  fused_norm_rope_ = !env_is("VMLA_CUDA_FUSED_NORM_ROPE", "0");
   gemm_tune_ = env_is("VMLA_GEMM_TUNE", "1");
   profile_ = env_is("VMLA_CUDA_PROFILE", "1");
+  graphs_ = env_is("VMLA_CUDA_GRAPHS", "1") && !profile_;
 }
 
 CudaBackend::~CudaBackend() {
@@ -207,6 +228,12 @@ CudaBackend::~CudaBackend() {
 void CudaBackend::enter(const char* op) const {
   check(cudaSetDevice(device_), op, "cudaSetDevice");
   if (profile_ && std::strcmp(op, "alloc") != 0 && std::strcmp(op, "synchronize") != 0) profile_mark(op);
+}
+
+void CudaBackend::not_capturing(const char* op) const {
+  if (capturing_)
+    throw DeviceError(std::string(op) + " while a pass is being recorded as a CUDA graph (a recorded pass may only "
+                      "enqueue ops; it is run op by op instead)");
 }
 
 void CudaBackend::profile_mark(const char* op) const {
@@ -261,6 +288,7 @@ MemoryInfo CudaBackend::memory_info() const {
 
 Buffer CudaBackend::alloc_bytes(size_t bytes) {
   enter("alloc");
+  not_capturing("alloc");
   if (bytes == 0) return Buffer(this, nullptr, 0);
   void* p = nullptr;
   cudaError_t e = cudaMalloc(&p, bytes);
@@ -287,6 +315,8 @@ void CudaBackend::free_bytes(void* p, size_t bytes) {
 
 void* CudaBackend::scratch(Scratch& s, size_t bytes, const char* op) {
   if (bytes <= s.bytes) return s.p;
+  not_capturing(op);
+  ++memory_epoch_;
   const size_t want = align256(std::max(bytes, s.bytes + s.bytes / 2));
   if (s.p) {
     check(cudaFreeAsync(s.p, stream_), op, "cudaFreeAsync (scratch)");
@@ -320,6 +350,7 @@ CudaBackend::Staging& CudaBackend::staging_slot(const char* op) {
 void CudaBackend::upload(const void* host, DType host_dtype, Tensor dst) {
   const char* op = "upload";
   enter(op);
+  not_capturing(op);
   need_dev(dst, op, "dst");
   const size_t n = size_t(dst.numel());
   if (n == 0) return;
@@ -341,6 +372,7 @@ void CudaBackend::upload(const void* host, DType host_dtype, Tensor dst) {
 void CudaBackend::download(Tensor src, void* host, DType host_dtype) {
   const char* op = "download";
   enter(op);
+  not_capturing(op);
   need_dev(src, op, "src");
   const size_t n = size_t(src.numel());
   if (n == 0) return;
@@ -368,6 +400,7 @@ void CudaBackend::download(Tensor src, void* host, DType host_dtype) {
 
 void CudaBackend::synchronize() {
   enter("synchronize");
+  not_capturing("synchronize");
   check(cudaStreamSynchronize(stream_), "synchronize", "cudaStreamSynchronize");
   if (profile_) profile_flush();
 }
@@ -390,15 +423,43 @@ void CudaBackend::copy(Tensor src, Tensor dst) {
   check(k::launch_convert({src.data, src.dtype, dst.data, dst.dtype, src.numel()}, stream_), op, "convert kernel");
 }
 
-void CudaBackend::copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n) {
+void CudaBackend::copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n, int64_t src_col) {
   const char* op = "copy_rows";
-  need(cols_of(src) == cols_of(dst), op,
-       "src " + src.shape.str() + " and dst " + dst.shape.str() + " differ in the number of columns");
+  const int64_t C = cols_of(dst), SC = cols_of(src);
+  const int64_t col = window_col(op, "src", src, src_col, C);
   need(n >= 0 && src_row >= 0 && dst_row >= 0 && src_row + n <= rows_of(src) && dst_row + n <= rows_of(dst), op,
        "rows [" + std::to_string(src_row) + ", +" + std::to_string(n) + ") of src " + src.shape.str() + " -> [" +
            std::to_string(dst_row) + ", +" + std::to_string(n) + ") of dst " + dst.shape.str() + " out of range");
   if (n == 0) return;
-  copy(src.rows_slice(src_row, n), dst.rows_slice(dst_row, n));
+  if (SC == C) {
+    copy(src.rows_slice(src_row, n), dst.rows_slice(dst_row, n));
+    return;
+  }
+  // A column window of src: a 2D copy with the row strides of both tensors.
+  enter(op);
+  need_dev(src, op, "src");
+  need_dev(dst, op, "dst");
+  const char* s = byte_offset(src.data, src_row * SC + col, src.dtype);
+  char* d = byte_offset(dst.data, dst_row * C, dst.dtype);
+  need(disjoint(s, size_t((n - 1) * SC + C) * dtype_size(src.dtype), d, size_t(n * C) * dtype_size(dst.dtype)), op,
+       "a column window of src " + src.shape.str() + " overlaps dst " + dst.shape.str());
+  if (src.dtype == dst.dtype) {
+    const size_t es = dtype_size(src.dtype);
+    check(cudaMemcpy2DAsync(d, size_t(C) * es, s, size_t(SC) * es, size_t(C) * es, size_t(n), cudaMemcpyDeviceToDevice,
+                            stream_),
+          op, "cudaMemcpy2DAsync");
+    return;
+  }
+  k::ConvertRowsParams p;
+  p.src = s;
+  p.src_t = src.dtype;
+  p.src_ld = SC;
+  p.dst = d;
+  p.dst_t = dst.dtype;
+  p.dst_ld = C;
+  p.rows = n;
+  p.cols = C;
+  check(k::launch_convert_rows(p, stream_), op, "convert kernel");
 }
 
 void CudaBackend::fill(Tensor dst, float value) {
@@ -808,6 +869,9 @@ void CudaBackend::lt_decide(const LtKey& key, LtPlan& plan, const Tensor& x, con
       plan.tuning = c->second.tuning;
       plan.tuning.tune_ms = 0;
     } else {
+      // A pass being recorded leaves the choice to its op-by-op run (where the candidates are timed),
+      // so that passes give the same bits with and without graphs.
+      if (plan.candidates.size() > 1) not_capturing("GEMM tuning");
       cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
       check(cudaStreamIsCapturing(stream_, &capture), op, "cudaStreamIsCapturing");
       // Under graph capture nothing can be timed: the heuristic's first choice becomes the process's.
@@ -967,19 +1031,23 @@ void CudaBackend::gemm_batched(const GemmBatched& p) {
 
 namespace {
 
-// The checked parameters of a LayerNorm (rms = false) or RMSNorm (rms = true) over the last dim.
-k::NormParams norm_params(Tensor x, Tensor w, Tensor b, Tensor y, float eps, bool rms, const char* op) {
+// The checked parameters of a LayerNorm (rms = false) or RMSNorm (rms = true) over the last dim of
+// x, or over the column window x_col of x (core/tensor/backend.h; y gives its width).
+k::NormParams norm_params(Tensor x, Tensor w, Tensor b, Tensor y, float eps, bool rms, const char* op,
+                          int64_t x_col = kAllColumns) {
   need_float(x, op, "x");
   need_float(y, op, "y");
-  need_numel(x, y, op, "x", "y");
-  need(cols_of(y) == cols_of(x), op, "x " + x.shape.str() + " and y " + y.shape.str() + " differ in the last dim");
+  need(rows_of(x) == rows_of(y), op, "x " + x.shape.str() + " and y " + y.shape.str() + " differ in rows");
+  const int64_t col = window_col(op, "x", x, x_col, cols_of(y));
+  if (x_col != kAllColumns) need(disjoint(x.data, x.bytes(), y.data, y.bytes()), op, "a column window of x overlaps y");
   k::NormParams p;
-  p.x = x.data;
+  p.x = byte_offset(x.data, col, x.dtype);
   p.xt = x.dtype;
+  p.ldx = cols_of(x);
   p.y = y.data;
   p.yt = y.dtype;
-  p.rows = rows_of(x);
-  p.D = cols_of(x);
+  p.rows = rows_of(y);
+  p.D = cols_of(y);
   p.eps = eps;
   p.rms = rms;
   if (!w.empty()) {
@@ -1005,10 +1073,10 @@ void CudaBackend::layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) 
   check(k::launch_norm(norm_params(x, w, b, y, eps, false, op), stream_), op, "kernel");
 }
 
-void CudaBackend::rms_norm(Tensor x, Tensor w, Tensor y, float eps) {
+void CudaBackend::rms_norm(Tensor x, Tensor w, Tensor y, float eps, int64_t x_col) {
   const char* op = "rms_norm";
   enter(op);
-  check(k::launch_norm(norm_params(x, w, Tensor{}, y, eps, true, op), stream_), op, "kernel");
+  check(k::launch_norm(norm_params(x, w, Tensor{}, y, eps, true, op, x_col), stream_), op, "kernel");
 }
 
 void CudaBackend::ln_modulate(Tensor x, Tensor mod, int shift_idx, int scale_idx, int64_t rows_per_frame, Tensor y,
@@ -1121,20 +1189,52 @@ void CudaBackend::rope(Tensor x, int heads, int head_stride, int offset, const R
 }
 
 void CudaBackend::rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
-                            Tensor pos) {
+                            Tensor pos, int64_t src_col) {
   const char* op = "rope_copy";
-  need(src.shape == dst.shape && src.dtype == dst.dtype, op,
+  need(rows_of(src) == rows_of(dst) && src.dtype == dst.dtype, op,
        "src " + src.shape.str() + " " + std::string(dtype_name(src.dtype)) + " and dst " + dst.shape.str() + " " +
            std::string(dtype_name(dst.dtype)) + " differ");
+  const int64_t col = window_col(op, "src", src, src_col, cols_of(dst));
   if (offset != 0 || 2 * spec.npairs != head_stride) {  // columns left as they are: copy, then rotate
-    Backend::rope_copy(src, dst, heads, head_stride, offset, spec, pos);
+    Backend::rope_copy(src, dst, heads, head_stride, offset, spec, pos, src_col);
     return;
   }
   enter(op);
-  need(src.data != dst.data, op, "src and dst are the same memory (use rope)");
+  need(disjoint(src.data, src.bytes(), dst.data, dst.bytes()), op, "src and dst overlap (use rope)");
   k::RopeParams p = rope_params(op, dst, heads, head_stride, offset, spec, pos);
-  p.src = src.data;
+  p.src = byte_offset(src.data, col, src.dtype);
+  p.src_ld = cols_of(src);
   check(k::launch_rope(p, stream_), op, "kernel");
+}
+
+void CudaBackend::rms_norm_rope(Tensor x, Tensor w, Tensor y, float eps, int heads, int head_dim, const RopeSpec& spec,
+                                Tensor pos, int64_t x_col) {
+  const char* op = "rms_norm_rope";
+  if (!fused_norm_rope_ || spec.npairs > k::kNormRopeMaxPairs) {  // two passes: rms_norm, then rope
+    Backend::rms_norm_rope(x, w, y, eps, heads, head_dim, spec, pos, x_col);
+    return;
+  }
+  enter(op);
+  const k::NormParams n = norm_params(x, w, Tensor{}, y, eps, true, op, x_col);
+  const k::RopeParams r = rope_params(op, y, heads, head_dim, 0, spec, pos);
+  k::NormRopeParams p;
+  p.x = n.x;
+  p.xt = n.xt;
+  p.ldx = n.ldx;
+  p.y = n.y;
+  p.yt = n.yt;
+  p.rows = n.rows;
+  p.D = n.D;
+  p.eps = eps;
+  p.w = n.w;
+  p.wt = n.wt;
+  p.head_dim = head_dim;
+  p.npairs = r.npairs;
+  p.freqs = r.freqs;
+  p.ft = r.ft;
+  p.axes = r.axes;
+  p.pos = r.pos;
+  check(k::launch_norm_rope(p, stream_), op, "kernel");
 }
 
 void CudaBackend::attention(Tensor q, Tensor kt, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,

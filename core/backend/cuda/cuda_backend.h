@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -33,6 +34,8 @@ class CudaBackend final : public Backend {
   MemoryInfo memory_info() const override;
   bool benefits_from_warm_up() const override { return true; }
   std::string diagnostics() const override;  // the GEMM tuning summary (see gemm_tuning())
+  bool pass_graphs_enabled() const override { return graphs_; }
+  std::unique_ptr<PassGraphs> new_pass_graphs() override;  // cuda_graphs.cpp
 
   Buffer alloc_bytes(size_t bytes) override;
   void free_bytes(void* p, size_t bytes) override;
@@ -41,7 +44,8 @@ class CudaBackend final : public Backend {
   void synchronize() override;
 
   void copy(Tensor src, Tensor dst) override;
-  void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n) override;
+  void copy_rows(Tensor src, int64_t src_row, Tensor dst, int64_t dst_row, int64_t n,
+                 int64_t src_col = kAllColumns) override;
   void fill(Tensor dst, float value) override;
   void concat_heads(Tensor a, int da, Tensor b, int db, int heads, Tensor out) override;
   void concat_channels(Tensor a, Tensor b, Tensor out) override;
@@ -55,14 +59,16 @@ class CudaBackend final : public Backend {
   void gemm_batched(const GemmBatched& p) override;
 
   void layer_norm(Tensor x, Tensor w, Tensor b, Tensor y, float eps) override;
-  void rms_norm(Tensor x, Tensor w, Tensor y, float eps) override;
+  void rms_norm(Tensor x, Tensor w, Tensor y, float eps, int64_t x_col = kAllColumns) override;
   void ln_modulate(Tensor x, Tensor mod, int shift_idx, int scale_idx, int64_t rows_per_frame, Tensor y,
                    float eps) override;
   void gated_residual(Tensor x, Tensor y, Tensor mod, int gate_idx, int64_t rows_per_frame) override;
 
   void rope(Tensor x, int heads, int head_stride, int offset, const RopeSpec& spec, Tensor pos) override;
   void rope_copy(Tensor src, Tensor dst, int heads, int head_stride, int offset, const RopeSpec& spec,
-                 Tensor pos) override;
+                 Tensor pos, int64_t src_col = kAllColumns) override;
+  void rms_norm_rope(Tensor x, Tensor w, Tensor y, float eps, int heads, int head_dim, const RopeSpec& spec, Tensor pos,
+                     int64_t x_col = kAllColumns) override;
   void attention(Tensor q, Tensor k, Tensor v, Tensor out, int heads, int kv_heads, int dk, int dv,
                  float scale) override;
 
@@ -96,6 +102,17 @@ class CudaBackend final : public Backend {
   std::vector<GemmTuning> gemm_tuning() const;
   static constexpr int kLtCandidates = 8;
   static constexpr double kLtMinGain = 0.03;
+
+  // Graph capture (cuda_graphs.cpp). capture() records what body enqueues on the stream into a
+  // graph (thread-local capture mode) and returns it, or null when the recording failed: an op
+  // that would allocate, synchronise or transfer (they throw while capturing), a CUDA error, any
+  // exception of body; the caller then runs body op by op, which reports a real error as usual.
+  // The returned graph belongs to the caller (cudaGraphDestroy). `why` gets the reason of a failure.
+  cudaGraph_t capture(const std::function<void()>& body, std::string* why);
+  bool capturing() const { return capturing_; }
+  // Advances whenever memory that ops use without a Tensor argument moves (the scratch blocks):
+  // a graph recorded at another epoch may name freed memory and is recorded again.
+  uint64_t memory_epoch() const { return memory_epoch_; }
 
  private:
   // Row-major GEMM description (see Backend::GemmBatched), raw pointers.
@@ -174,6 +191,7 @@ class CudaBackend final : public Backend {
   void* scratch(Scratch& s, size_t bytes, const char* op);
 
   void enter(const char* op) const;  // makes this backend's device current for the calling thread
+  void not_capturing(const char* op) const;  // throws DeviceError while capture() runs its body
 
   // Op profile (VMLA_CUDA_PROFILE=1): enter() records an event per stream op; at each host
   // synchronisation the GPU time between consecutive events is added to the op that started the
@@ -213,12 +231,19 @@ class CudaBackend final : public Backend {
   // Switches for A/B measurements (environment, read once at construction):
   // VMLA_CUDA_SIMPLE_ATTENTION=1 keeps every attention on the simple fp32 kernel,
   // VMLA_CUDA_FUSED_LINEAR=0 keeps linear() on GEMM + bias/activation kernel,
+  // VMLA_CUDA_FUSED_NORM_ROPE=0 runs rms_norm_rope() as rms_norm, then rope (two passes),
   // Off (the default) keeps every cuBLASLt plan on the heuristic's first algorithm (no timing);
   // VMLA_GEMM_TUNE=1 times the candidates.
   bool tensor_core_attention_ = true;
   bool sm90_attention_ = true;  // VMLA_CUDA_SM90_ATTENTION=0: the mma.sync kernel on sm_90 too
   bool fused_linear_ = true;
+  bool fused_norm_rope_ = true;
   bool gemm_tune_ = false;
+  // VMLA_CUDA_GRAPHS=1: new_pass_graphs() records passes as CUDA graphs and replays them (off by
+  // default; always off with VMLA_CUDA_PROFILE=1, whose per-op events cannot be recorded).
+  bool graphs_ = false;
+  bool capturing_ = false;
+  uint64_t memory_epoch_ = 0;
   Scratch scratch_op_, scratch_gemm_;
   Staging staging_[2];
   int next_staging_ = 0;
