@@ -31,4 +31,31 @@ std::vector<float> chunk_noise(uint64_t seed, uint64_t chunk, uint32_t step, int
   return out;
 }
 
+NoiseAhead::~NoiseAhead() { drop(); }
+
+void NoiseAhead::drop() {
+  if (pending_.valid()) pending_.wait();  // the worker reads nothing of ours; wait so it never outlives us
+  pending_ = {};
+}
+
+std::vector<float> NoiseAhead::take(uint64_t seed, uint64_t chunk, uint32_t step, int64_t n) {
+  const Key want{seed, chunk, step, n};
+  if (pending_.valid() && key_ == want) {
+    ++hits_;
+    return pending_.get();  // rethrows what the worker threw (bad_alloc)
+  }
+  drop();
+  ++misses_;
+  return chunk_noise(seed, chunk, step, n);
+}
+
+void NoiseAhead::prefetch(uint64_t seed, uint64_t chunk, uint32_t step, int64_t n) {
+  if (!enabled_) return;
+  const Key want{seed, chunk, step, n};
+  if (pending_.valid() && key_ == want) return;
+  drop();
+  key_ = want;
+  pending_ = std::async(std::launch::async, [=] { return chunk_noise(seed, chunk, step, n); });
+}
+
 }  // namespace vmla

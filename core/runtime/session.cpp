@@ -3,6 +3,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "core/model/autoencoder.h"
 #include "core/model/dit.h"
@@ -124,6 +126,11 @@ std::shared_ptr<SessionWorkspace> workspace_for(const std::shared_ptr<Model>& mo
   return o.workspace;
 }
 
+bool noise_prefetch_enabled() {
+  const char* env = std::getenv("VMLA_NOISE_PREFETCH");
+  return !(env && std::string(env) == "0");
+}
+
 }  // namespace
 
 struct Session::Impl {
@@ -145,6 +152,7 @@ struct Session::Impl {
   std::vector<int64_t> slot_frame;  // global frame index held by each cache slot (-1: empty)
   std::vector<Latent> latents;
   bool absorbed = true;
+  NoiseAhead noise_ahead{noise_prefetch_enabled()};
   double pass_ms_total = 0, chunk_ms_total = 0;
   int64_t passes_total = 0;
   // Recorded passes (CUDA graphs where the backend makes them), keyed per pass by Dit::forward.
@@ -214,8 +222,13 @@ struct Session::Impl {
     model->dit().forward(be, a, arena);
   }
 
-  void upload_noise(uint64_t seed, int chunk, uint32_t step, Tensor dst) {
-    std::vector<float> n = chunk_noise(seed, uint64_t(chunk), step, dst.numel());
+  // Uploads the noise of (seed, chunk, step) and starts computing the next one the sampler will ask
+  // for: step + 1 of this chunk while step + 1 < steps (noise draws per chunk), else step 0 of the
+  // next chunk with the same seed. VMLA_NOISE_PREFETCH=0 computes each draw when it is needed.
+  void upload_noise(uint64_t seed, int chunk, uint32_t step, uint32_t steps, Tensor dst) {
+    const std::vector<float> n = noise_ahead.take(seed, uint64_t(chunk), step, dst.numel());
+    if (step + 1 < steps) noise_ahead.prefetch(seed, uint64_t(chunk), step + 1, dst.numel());
+    else noise_ahead.prefetch(seed, uint64_t(chunk) + 1, 0, dst.numel());
     be.upload(n.data(), DType::F32, dst);
   }
 };
@@ -391,7 +404,8 @@ void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
     }
 
     // Denoising passes read the cache and write nothing.
-    im.upload_noise(spec.seed, chunk, 0, im.x.t);
+    const uint32_t draws = cfg.sampler == SamplerKind::Renoise ? uint32_t(sigmas.size()) : 1u;
+    im.upload_noise(spec.seed, chunk, 0, draws, im.x.t);
     CacheView read_view = im.cache.view(im.cache.read_slots(), {});
     for (size_t i = 0; i < sigmas.size(); ++i) {
       if (cancelled()) throw Cancelled("generation cancelled in chunk " + std::to_string(chunk));
@@ -403,7 +417,7 @@ void Session::extend(const ChunkSpec& spec, const SessionCallbacks& cb) {
       be.axpby(1.f, im.x.t, float(-s), im.v.t, im.x0.t);  // x0 = x - sigma v
       if (i + 1 < sigmas.size()) {
         if (cfg.sampler == SamplerKind::Renoise) {
-          im.upload_noise(spec.seed, chunk, uint32_t(i + 1), im.noise.t);
+          im.upload_noise(spec.seed, chunk, uint32_t(i + 1), draws, im.noise.t);
           be.axpby(float(1.0 - s_next), im.x0.t, float(s_next), im.noise.t, im.x.t);
         } else {
           be.axpby(1.f, im.x.t, float(s_next - s), im.v.t, im.x.t);

@@ -54,6 +54,29 @@ TEST(Noise, SameSeedSameBytesOtherChunkOtherNoise) {
   EXPECT_NEAR(var, 1.0, 0.05);
 }
 
+TEST(Noise, AheadGivesTheSameBytesPrefetchedOrNot) {
+  auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  NoiseAhead ahead;
+  ahead.prefetch(9, 2, 1, 5001);
+  EXPECT_TRUE(same(ahead.take(9, 2, 1, 5001), chunk_noise(9, 2, 1, 5001)));  // from the prefetch
+  EXPECT_EQ(ahead.hits(), 1);
+  ahead.prefetch(9, 3, 0, 5001);
+  // A rewind asks for another chunk: computed on the spot, the stale prefetch is dropped.
+  EXPECT_TRUE(same(ahead.take(9, 1, 0, 5001), chunk_noise(9, 1, 0, 5001)));
+  EXPECT_TRUE(same(ahead.take(9, 3, 0, 5001), chunk_noise(9, 3, 0, 5001)));
+  EXPECT_EQ(ahead.hits(), 1);
+  EXPECT_EQ(ahead.misses(), 2);
+  ahead.prefetch(9, 4, 0, 5001);  // left pending: the destructor waits for it
+
+  NoiseAhead off(false);
+  off.prefetch(9, 2, 1, 5001);
+  EXPECT_TRUE(same(off.take(9, 2, 1, 5001), chunk_noise(9, 2, 1, 5001)));
+  EXPECT_EQ(off.hits(), 0);
+  EXPECT_EQ(off.misses(), 1);
+}
+
 TEST(Sampler, ShiftWarpMatchesWan) {
   ModelConfig c = ModelConfig::from_json(test::small_config_json("mla"), "t");
   auto s = chunk_sigmas(c, -1);
