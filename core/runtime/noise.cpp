@@ -41,11 +41,11 @@ void NoiseAhead::drop() {
 std::vector<float> NoiseAhead::take(uint64_t seed, uint64_t chunk, uint32_t step, int64_t n) {
   const Key want{seed, chunk, step, n};
   if (pending_.valid() && key_ == want) {
-    ++hits_;
+    ++counts_.prefetched;
     return pending_.get();  // rethrows what the worker threw (bad_alloc)
   }
   drop();
-  ++misses_;
+  ++counts_.on_the_spot;
   return chunk_noise(seed, chunk, step, n);
 }
 

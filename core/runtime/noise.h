@@ -28,9 +28,11 @@ class NoiseAhead {
   std::vector<float> take(uint64_t seed, uint64_t chunk, uint32_t step, int64_t n);
   // Starts computing chunk_noise(seed, chunk, step, n) in the background (no-op when disabled).
   void prefetch(uint64_t seed, uint64_t chunk, uint32_t step, int64_t n);
-  // Requests served from a prefetch / computed on the spot, since construction.
-  int64_t hits() const { return hits_; }
-  int64_t misses() const { return misses_; }
+  // Draws served from a prefetch / computed on the spot, since construction.
+  struct Counts {
+    int64_t prefetched = 0, on_the_spot = 0;
+  };
+  Counts counts() const { return counts_; }
 
  private:
   struct Key {
@@ -44,7 +46,7 @@ class NoiseAhead {
   bool enabled_;
   Key key_;
   std::future<std::vector<float>> pending_;
-  int64_t hits_ = 0, misses_ = 0;
+  Counts counts_;
 };
 
 }  // namespace vmla

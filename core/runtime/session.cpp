@@ -153,6 +153,9 @@ struct Session::Impl {
   std::vector<Latent> latents;
   bool absorbed = true;
   NoiseAhead noise_ahead{noise_prefetch_enabled()};
+  // The seeds of the last chunk and the step from the one before: the next chunk is expected to
+  // continue it (the studio's fixed and increment seed modes; a random seed is computed on the spot).
+  uint64_t last_seed = 0, seed_step = 0;
   double pass_ms_total = 0, chunk_ms_total = 0;
   int64_t passes_total = 0;
   // Recorded passes (CUDA graphs where the backend makes them), keyed per pass by Dit::forward.
@@ -224,11 +227,16 @@ struct Session::Impl {
 
   // Uploads the noise of (seed, chunk, step) and starts computing the next one the sampler will ask
   // for: step + 1 of this chunk while step + 1 < steps (noise draws per chunk), else step 0 of the
-  // next chunk with the same seed. VMLA_NOISE_PREFETCH=0 computes each draw when it is needed.
+  // next chunk with the seed continuing the trend. VMLA_NOISE_PREFETCH=0 computes each draw when
+  // it is needed.
   void upload_noise(uint64_t seed, int chunk, uint32_t step, uint32_t steps, Tensor dst) {
     const std::vector<float> n = noise_ahead.take(seed, uint64_t(chunk), step, dst.numel());
+    if (step == 0) {
+      seed_step = chunk > 0 ? seed - last_seed : 0;  // unsigned: wraps consistently
+      last_seed = seed;
+    }
     if (step + 1 < steps) noise_ahead.prefetch(seed, uint64_t(chunk), step + 1, dst.numel());
-    else noise_ahead.prefetch(seed, uint64_t(chunk) + 1, 0, dst.numel());
+    else noise_ahead.prefetch(seed + seed_step, uint64_t(chunk) + 1, 0, dst.numel());
     be.upload(n.data(), DType::F32, dst);
   }
 };
@@ -316,6 +324,8 @@ SessionMemory Session::memory() const {
 const SessionWorkspace& Session::workspace() const { return *impl_->ws; }
 
 PassGraphs::Stats Session::pass_graphs() const { return impl_->graphs->stats(); }
+
+NoiseAhead::Counts Session::noise_draws() const { return impl_->noise_ahead.counts(); }
 
 std::vector<float> Session::latent(int chunk) const {
   if (chunk < 0 || chunk >= int(impl_->latents.size())) throw Error("no latent for chunk " + std::to_string(chunk));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/model/model.h"
+#include "core/runtime/noise.h"
 
 namespace vmla {
 
@@ -160,6 +161,8 @@ class Session {
   // How the session's passes ran: op by op, recorded or replayed as CUDA graphs (Backend::PassGraphs;
   // CUDA with VMLA_CUDA_GRAPHS=1), and the graphs held now.
   PassGraphs::Stats pass_graphs() const;
+  // The noise draws served from the one-ahead prefetch, and those computed when needed.
+  NoiseAhead::Counts noise_draws() const;
   // The clean latent of chunk i ([chunk_frames, C, h, w], F32 on the host), for tests and tools.
   std::vector<float> latent(int chunk) const;
   // The cache of `layer` in attention order (sink, then the window oldest first) as F32 on the host:

@@ -61,20 +61,20 @@ TEST(Noise, AheadGivesTheSameBytesPrefetchedOrNot) {
   NoiseAhead ahead;
   ahead.prefetch(9, 2, 1, 5001);
   EXPECT_TRUE(same(ahead.take(9, 2, 1, 5001), chunk_noise(9, 2, 1, 5001)));  // from the prefetch
-  EXPECT_EQ(ahead.hits(), 1);
+  EXPECT_EQ(ahead.counts().prefetched, 1);
   ahead.prefetch(9, 3, 0, 5001);
   // A rewind asks for another chunk: computed on the spot, the stale prefetch is dropped.
   EXPECT_TRUE(same(ahead.take(9, 1, 0, 5001), chunk_noise(9, 1, 0, 5001)));
   EXPECT_TRUE(same(ahead.take(9, 3, 0, 5001), chunk_noise(9, 3, 0, 5001)));
-  EXPECT_EQ(ahead.hits(), 1);
-  EXPECT_EQ(ahead.misses(), 2);
+  EXPECT_EQ(ahead.counts().prefetched, 1);
+  EXPECT_EQ(ahead.counts().on_the_spot, 2);
   ahead.prefetch(9, 4, 0, 5001);  // left pending: the destructor waits for it
 
   NoiseAhead off(false);
   off.prefetch(9, 2, 1, 5001);
   EXPECT_TRUE(same(off.take(9, 2, 1, 5001), chunk_noise(9, 2, 1, 5001)));
-  EXPECT_EQ(off.hits(), 0);
-  EXPECT_EQ(off.misses(), 1);
+  EXPECT_EQ(off.counts().prefetched, 0);
+  EXPECT_EQ(off.counts().on_the_spot, 1);
 }
 
 TEST(Sampler, ShiftWarpMatchesWan) {
@@ -305,6 +305,39 @@ TEST(Session, SnapshotRewindReproducesAndRerolls) {
   EXPECT_GT(s.metrics().snapshot_bytes, 0u);
   EXPECT_GT(snapshot_bytes(*tip), 0u);
   EXPECT_LE(snapshot_bytes(*tip), s.metrics().snapshot_bytes);
+}
+
+// Every noise draw but a run's first is computed ahead on a worker thread, also when the seed counts
+// up from chunk to chunk (the studio's default); after a rewind the next draw is computed on the spot.
+// The frames are those of draws computed when needed (VMLA_NOISE_PREFETCH=0).
+TEST(Session, NoiseDrawsComputedAhead) {
+  auto m = small_model("mla");
+  ASSERT_EQ(m->config().sampler, SamplerKind::Renoise);
+  const int64_t draws = int64_t(m->config().timesteps.size());  // renoise: one per denoising step
+  std::vector<ChunkSpec> counting_up(3, kBall);
+  for (size_t i = 0; i < counting_up.size(); ++i) counting_up[i].seed = kBall.seed + i;
+
+  Session s(m);
+  std::vector<std::vector<uint8_t>> frames;
+  run_chunks(s, counting_up, &frames);
+  // Computed on the spot: chunk 0's first draw, and chunk 1's (the seed's step is known from chunk 1 on).
+  EXPECT_EQ(s.noise_draws().on_the_spot, 2);
+  EXPECT_EQ(s.noise_draws().prefetched, 3 * draws - 2);
+
+  setenv("VMLA_NOISE_PREFETCH", "0", 1);
+  Session off(m);
+  unsetenv("VMLA_NOISE_PREFETCH");
+  std::vector<std::vector<uint8_t>> frames_off;
+  run_chunks(off, counting_up, &frames_off);
+  EXPECT_EQ(off.noise_draws().prefetched, 0);
+  EXPECT_EQ(off.noise_draws().on_the_spot, 3 * draws);
+  EXPECT_EQ(frames_off, frames);
+
+  s.rewind(1);  // chunk 1 again: the prefetch was for chunk 3
+  std::vector<std::vector<uint8_t>> again;
+  run_chunks(s, {counting_up[1]}, &again);
+  EXPECT_EQ(s.noise_draws().on_the_spot, 3);
+  EXPECT_EQ(again[0], frames[1]);
 }
 
 TEST(Session, CancelLeavesTheBoundaryUntouched) {
