@@ -71,6 +71,14 @@ const char* projections_name(const Model& m) { return m.dit().fused_projections(
 // Whether passes are recorded and replayed as CUDA graphs (VMLA_CUDA_GRAPHS, for A/B runs).
 const char* graphs_name(const Backend& be) { return be.pass_graphs_enabled() ? "on" : "off"; }
 
+// The stream line of both bench modes: frame and chunk shape, windows, and how the passes run.
+void print_stream_line(const ModelConfig& cfg, int sink, int window, int passes, const char* path, const Model& model,
+                       const Backend& be) {
+  std::printf("stream            %dx%d, %d tokens/frame, chunk %d latent frames (%d video frames), sink %d + window %d, %d passes/chunk, attention %s, projections %s, graphs %s\n",
+              cfg.width, cfg.height, cfg.tokens_per_frame(), cfg.chunk_frames, cfg.frames_per_chunk(), sink, window,
+              passes, path, projections_name(model), graphs_name(be));
+}
+
 // Run-time choices of the backend (CUDA: the GEMM algorithm tuning), one line, if it reports any.
 void print_diagnostics(const Backend& be) {
   const std::string d = be.diagnostics();
@@ -115,10 +123,8 @@ int bench_streams(const Args& a, const ModelConfig& cfg, const std::shared_ptr<B
   std::printf("config            %s (%s, %d layers, random weights; setup %.1f s)\n", cfg.name.c_str(), mla ? "MLA" : "MHA",
               cfg.layers, load_s);
   std::printf("backend           %s: %s\n", be->name().c_str(), be->device_name().c_str());
-  std::printf("stream            %dx%d, %d tokens/frame, chunk %d latent frames (%d video frames), sink %d + window %d, %d passes/chunk, attention %s, projections %s, graphs %s\n",
-              cfg.width, cfg.height, cfg.tokens_per_frame(), cfg.chunk_frames, cfg.frames_per_chunk(), last.sink_frames,
-              last.window_frames, int(chunk_sigmas(cfg, so.steps).size()) + 1, path, projections_name(*model),
-              graphs_name(*be));
+  print_stream_line(cfg, last.sink_frames, last.window_frames, int(chunk_sigmas(cfg, so.steps).size()) + 1, path,
+                    *model, *be);
   std::printf("serving           round-robin, one chunk of one stream at a time; workspace %s; %d warm-up chunk(s) per stream (%s), then %d timed round(s)\n",
               share ? "shared" : "per session", last.warmup_chunks,
               last.warmup_chunks >= last.fill_chunks ? "sink + window full" : "window NOT full: timings and arena too low", rounds);
@@ -299,10 +305,8 @@ int cmd_bench(const std::vector<std::string>& argv) {
   std::printf("config            %s (%s, %d layers, random weights; setup %.1f s, %s)\n", cfg.name.c_str(),
               cfg.attention == AttentionKind::MLA ? "MLA" : "MHA", cfg.layers, load_s, warmup_text);
   std::printf("backend           %s: %s\n", be->name().c_str(), be->device_name().c_str());
-  std::printf("stream            %dx%d, %d tokens/frame, chunk %d latent frames (%d video frames), sink %d + window %d, %d passes/chunk, attention %s, projections %s, graphs %s\n",
-              cfg.width, cfg.height, cfg.tokens_per_frame(), cfg.chunk_frames, vf,
-              so.sink_frames >= 0 ? so.sink_frames : cfg.sink_frames, so.window_frames >= 0 ? so.window_frames : cfg.window_frames,
-              passes, path, projections_name(*model), graphs_name(*be));
+  print_stream_line(cfg, so.sink_frames >= 0 ? so.sink_frames : cfg.sink_frames,
+                    so.window_frames >= 0 ? so.window_frames : cfg.window_frames, passes, path, *model, *be);
   std::printf("ms per pass       %.2f (median of %zu, window full)   %.2f TFLOP/s\n", med_pass, pass_ms.size(), tflops);
   std::printf("ms per chunk      %.2f DiT + %.2f decoder (median of %zu)\n", med_chunk, med_dec, chunk_ms.size());
   std::printf("frames/s          %.2f DiT only, %.2f with decoder; real time x%.2f\n", fps_dit, fps_all, fps_all / cfg.fps);
