@@ -126,6 +126,7 @@ int cmd_info(const std::vector<std::string>& argv) {
   double total = 0;
   std::map<std::string, double> groups;
   for (const auto& n : f.names()) {
+    if (f.is_quant_scale(n)) continue;  // part of its int8 tensor
     const double c = double(f.info(n).shape.numel());
     total += c;
     std::string g = n.substr(0, n.find('.'));
@@ -228,6 +229,8 @@ int cmd_convert(const std::vector<std::string>& argv) {
       ++skipped;
       continue;
     }
+    // Converting to a float dtype dequantizes int8 tensors; their scales are then not needed.
+    if (dt != "keep" && file.is_quant_scale(n)) continue;
     t.shape = ti.shape;
     if (dt == "keep") {
       t.dtype = ti.dtype;

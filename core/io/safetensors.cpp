@@ -31,16 +31,16 @@ struct DTypeName {
   DType dtype;
 };
 constexpr DTypeName kDTypes[] = {
-    {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"I32", DType::I32}, {"U8", DType::U8},
+    {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"I32", DType::I32}, {"U8", DType::U8}, {"I8", DType::I8},
 };
-static_assert(std::size(kDTypes) == 5, "every DType has a safetensors name");
+static_assert(std::size(kDTypes) == 6, "every DType has a safetensors name");
 constexpr bool dtype_names_match() {
   for (const DTypeName& d : kDTypes)
     if (d.name != dtype_name(d.dtype)) return false;
   return true;
 }
 static_assert(dtype_names_match(), "safetensors dtype names are DType names");
-constexpr std::string_view kSupported = "F32, F16, BF16, I32, U8";
+constexpr std::string_view kSupported = "F32, F16, BF16, I32, U8, I8";
 
 std::string errno_text(int e) { return std::error_code(e, std::generic_category()).message(); }
 
@@ -378,8 +378,45 @@ std::vector<float> SafeTensors::read_f32(const std::string& name, const Shape& e
     case DType::U8:
       for (size_t i = 0; i < n; ++i) out[i] = float(src[i]);
       break;
+    case DType::I8:
+      dequantize_i8(name, t, src, out);
+      break;
   }
   return out;
+}
+
+bool SafeTensors::is_quant_scale(const std::string& name) const {
+  const std::string suffix = kQuantScaleSuffix;
+  if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
+  const TensorInfo* base = find(name.substr(0, name.size() - suffix.size()));
+  return base && base->dtype == DType::I8;
+}
+
+// int8 weights: value = q * scale[row, group], groups of G consecutive values inside a row (the
+// first dimension indexes rows), scale [rows, row_size / G] in F32, F16 or BF16.
+void SafeTensors::dequantize_i8(const std::string& name, const TensorInfo& t, const unsigned char* src,
+                                std::vector<float>& out) const {
+  const std::string sname = name + kQuantScaleSuffix;
+  const TensorInfo* si = find(sname);
+  if (!si)
+    throw FormatError(path_ + ": tensor " + q(name) + " is I8 but the file has no " + q(sname) +
+                      " (int8 weights need their per-group scales)");
+  if (si->dtype == DType::I8 || si->dtype == DType::I32 || si->dtype == DType::U8)
+    throw FormatError(path_ + ": scale tensor " + q(sname) + " is " + std::string(dtype_name(si->dtype)) +
+                      ", expected F32, F16 or BF16");
+  const int64_t rows = t.shape.ndim > 0 ? t.shape[0] : 1;
+  const int64_t row_size = rows > 0 ? int64_t(out.size()) / rows : 0;
+  const int64_t groups = si->shape.ndim == 2 ? si->shape[1] : 0;
+  if (si->shape.ndim != 2 || si->shape[0] != rows || groups <= 0 || row_size % groups != 0)
+    throw FormatError(path_ + ": scale tensor " + q(sname) + " has shape " + si->shape.str() + ", expected [" +
+                      std::to_string(rows) + ", G] with G dividing " + std::to_string(row_size) + " (the values per row of " +
+                      q(name) + " " + t.shape.str() + ")");
+  const std::vector<float> scale = read_f32(sname);
+  const int64_t group = row_size / groups;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int8_t v = static_cast<int8_t>(src[i]);
+    out[i] = float(v) * scale[i / size_t(group)];
+  }
 }
 
 void SafeTensors::apply_name_map(const NameMap& map) {

@@ -20,6 +20,9 @@
 
 namespace vmla::io {
 
+// Suffix of the per-group scales of an int8 tensor.
+inline constexpr const char* kQuantScaleSuffix = "_scale";
+
 struct TensorInfo {
   std::string name;  // as stored in the file
   DType dtype = DType::F32;
@@ -55,7 +58,11 @@ class SafeTensors {
 
   // The tensor converted to float32 (from F32, F16, BF16, I32 or U8). When `expected` has ndim > 0
   // the shape must match: FormatError "<path>: tensor '<name>' has shape [a, b], expected [c, d]".
+  // An I8 tensor is dequantized with its companion `<name>_scale` (docs/MODEL.md, int8 weights):
+  // value = q * scale[row, column / G]; a missing or misshapen scale is a FormatError.
   std::vector<float> read_f32(const std::string& name, const Shape& expected = Shape()) const;
+  // True for `<name>_scale` when `<name>` is an I8 tensor: part of that tensor, not a parameter.
+  bool is_quant_scale(const std::string& name) const;
 
   // Makes every tensor also answer to map.map(stored name). Replaces an earlier map (always applied to
   // the stored names). FormatError when two tensors would get the same name.
@@ -64,6 +71,8 @@ class SafeTensors {
  private:
   SafeTensors() = default;
   const TensorInfo* find(const std::string& name) const;
+  void dequantize_i8(const std::string& name, const TensorInfo& t, const unsigned char* src,
+                     std::vector<float>& out) const;
   void release() noexcept;
 
   std::string path_;

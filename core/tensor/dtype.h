@@ -6,7 +6,9 @@
 
 namespace vmla {
 
-enum class DType : uint8_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, U8 = 4 };
+// I8 is a storage type: model files may hold int8 weights with per-group scales (docs/MODEL.md),
+// which io::SafeTensors::read_f32 dequantizes; backends compute in F32/F16/BF16.
+enum class DType : uint8_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, U8 = 4, I8 = 5 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -15,6 +17,7 @@ constexpr size_t dtype_size(DType t) {
     case DType::BF16: return 2;
     case DType::I32: return 4;
     case DType::U8: return 1;
+    case DType::I8: return 1;
   }
   return 0;
 }
@@ -26,6 +29,7 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::BF16: return "BF16";
     case DType::I32: return "I32";
     case DType::U8: return "U8";
+    case DType::I8: return "I8";
   }
   return "?";
 }

@@ -57,6 +57,27 @@ class SafeTensors(unittest.TestCase):
             np.testing.assert_array_equal(raw["w"], bits)
             self.assertEqual(os.path.getsize(p), st.read_header(p)[1] + 16 + 12)
 
+    def test_int8_group_scales(self):
+        rng = np.random.RandomState(1)
+        w = rng.randn(6, 96).astype(np.float32)
+        w[2, 32:64] = 0.0  # an all-zero group: scale 0, values 0
+        q, scale = st.quantize_int8(w, 32)
+        self.assertEqual((q.dtype, scale.dtype, scale.shape), (np.int8, np.float16, (6, 3)))
+        self.assertEqual(int(np.abs(q).max()), 127)
+        back = st.dequantize_int8(q, scale)
+        self.assertTrue(np.all(back[2, 32:64] == 0.0))
+        # rounding error at most half a step of each group's scale
+        step = np.repeat(scale.astype(np.float32), 32, axis=1)
+        self.assertTrue(np.all(np.abs(back - w) <= 0.5 * step * (1 + 1e-3) + 1e-7))
+        self.assertLess(np.linalg.norm(back - w) / np.linalg.norm(w), 0.01)
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "q.safetensors")
+            st.save(p, {"w": q, "w_scale": scale, "b": np.ones(6, np.float32)})
+            self.assertEqual(st.dtypes(p), {"w": "I8", "w_scale": "F16", "b": "F32"})
+            out, _ = st.load(p)  # dequantized on load, the scale folded in
+            self.assertEqual(sorted(out), ["b", "w"])
+            np.testing.assert_array_equal(out["w"], back)
+
     def test_nan_stays_nan(self):
         b = st.f32_to_bf16_bits(np.array([np.nan, np.inf, -np.inf], np.float32))
         back = st.bf16_bits_to_f32(b)

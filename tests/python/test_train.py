@@ -63,7 +63,13 @@ class MicroTraining(unittest.TestCase):
                 _, meta = st.load(p)
                 self.assertEqual(meta["trained"], "true")
                 self.assertEqual(meta["format"], "vmla-dit/1")
-                self.assertEqual(set(st.dtypes(p).values()), {"BF16"})
+                # the DiT blocks' linear weights int8 with F16 group scales, the rest BF16
+                kinds = st.dtypes(p)
+                self.assertEqual(set(kinds.values()), {"BF16", "I8", "F16"})
+                for name, kind in kinds.items():
+                    self.assertEqual(kind == "I8", name.startswith("blocks.") and name.endswith(".weight")
+                                     and name + "_scale" in kinds, name)
+                    self.assertEqual(kind == "F16", name.endswith("_scale") and kinds.get(name[:-6]) == "I8", name)
                 model, vocab, _ = vinit.load(p)
                 self.assertEqual(vocab, _util.vocabulary())
                 self.assertTrue(hasattr(model, "decoder") and hasattr(model, "encoder"))

@@ -210,6 +210,44 @@ TEST_F(SafeTensorsTest, ReadF32ConvertsEveryDType) {
   EXPECT_TRUE(std::isnan(rh[1]));
 }
 
+// int8 weights (docs/MODEL.md section 8): q * scale per group of G values of a row, the scale in
+// F32, F16 or BF16; a missing or misshapen scale is named in the error.
+TEST_F(SafeTensorsTest, ReadF32DequantizesInt8WithGroupScales) {
+  const std::string p = path("q.safetensors");
+  // [2, 8] in groups of 4: row 0 scales 0.5 and 2, row 1 scales 0.25 and 0.
+  std::vector<int8_t> q = {1, -2, 127, -127, 3, 0, -1, 5, 4, 8, -128, 1, 9, -9, 100, -100};
+  std::vector<uint16_t> scale = {f32_to_f16(0.5f), f32_to_f16(2.0f), f32_to_f16(0.25f), f32_to_f16(0.0f)};
+  std::vector<float> plain = {1.0f, 2.0f};
+  write_safetensors(p, {{"w", DType::I8, Shape{2, 8}, q.data()}, {"w_scale", DType::F16, Shape{2, 2}, scale.data()},
+                        {"b", DType::F32, Shape{2}, plain.data()}}, {});
+  SafeTensors st = SafeTensors::open(p);
+  EXPECT_EQ(st.info("w").dtype, DType::I8);
+  EXPECT_EQ(st.read_f32("w", Shape{2, 8}),
+            (std::vector<float>{0.5f, -1.0f, 63.5f, -63.5f, 6.0f, 0.0f, -2.0f, 10.0f,  //
+                                1.0f, 2.0f, -32.0f, 0.25f, 0.0f, 0.0f, 0.0f, 0.0f}));
+  EXPECT_TRUE(st.is_quant_scale("w_scale"));
+  EXPECT_FALSE(st.is_quant_scale("w"));
+  EXPECT_FALSE(st.is_quant_scale("b"));
+
+  // per-row scales (G = row size) in F32, on a 3-d tensor whose rows are its first dimension
+  std::vector<int8_t> q3 = {1, 2, 3, 4, -1, -2, -3, -4};
+  std::vector<float> s3 = {0.1f, 10.0f};
+  write_safetensors(p, {{"c", DType::I8, Shape{2, 2, 2}, q3.data()}, {"c_scale", DType::F32, Shape{2, 1}, s3.data()}}, {});
+  SafeTensors st3 = SafeTensors::open(p);
+  std::vector<float> c = st3.read_f32("c");
+  EXPECT_FLOAT_EQ(c[3], 0.4f);
+  EXPECT_FLOAT_EQ(c[7], -40.0f);
+
+  write_safetensors(p, {{"w", DType::I8, Shape{2, 8}, q.data()}}, {});
+  EXPECT_ERROR(FormatError, SafeTensors::open(p).read_f32("w"),
+               p + ": tensor 'w' is I8 but the file has no 'w_scale' (int8 weights need their per-group scales)");
+  write_safetensors(p, {{"w", DType::I8, Shape{2, 8}, q.data()}, {"w_scale", DType::F16, Shape{2, 3}, scale.data()}}, {});
+  EXPECT_ERROR(FormatError, SafeTensors::open(p).read_f32("w"),
+               "scale tensor 'w_scale' has shape [2, 3], expected [2, G] with G dividing 8");
+  write_safetensors(p, {{"w", DType::I8, Shape{2, 8}, q.data()}, {"w_scale", DType::I8, Shape{2, 2}, q.data()}}, {});
+  EXPECT_ERROR(FormatError, SafeTensors::open(p).read_f32("w"), "scale tensor 'w_scale' is I8, expected F32, F16 or BF16");
+}
+
 TEST_F(SafeTensorsTest, ReadF32ChecksShape) {
   Fixture fx;
   const std::string p = path("m.safetensors");
@@ -340,8 +378,8 @@ TEST_F(SafeTensorsTest, EntryFieldsMissingOrWrong) {
 TEST_F(SafeTensorsTest, UnsupportedDType) {
   std::string p = put_header(R"({"x": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}})", 8);
   EXPECT_ERROR(FormatError, SafeTensors::open(p),
-               p + ": tensor 'x' has unsupported dtype F64 (supported: F32, F16, BF16, I32, U8)");
-  for (const char* dt : {"I64", "BOOL", "F8_E4M3", "I8", "bf16", ""})
+               p + ": tensor 'x' has unsupported dtype F64 (supported: F32, F16, BF16, I32, U8, I8)");
+  for (const char* dt : {"I64", "BOOL", "F8_E4M3", "U16", "bf16", ""})
     EXPECT_ERROR(FormatError,
                  SafeTensors::open(put_header(
                      std::string(R"({"x": {"dtype": ")") + dt + R"(", "shape": [1], "data_offsets": [0, 1]}})", 1)),

@@ -82,9 +82,23 @@ def metadata(cfg, vocabulary, trained, description):
             "format": FORMAT, "trained": "true" if trained else "false", "description": description}
 
 
-def export(model, vocabulary, path, dtype="F32", trained=False, description=""):
-    """Writes the model's state dict with the file metadata of docs/MODEL.md section 8."""
+INT8_GROUP = 32
+
+
+def int8_candidate(name, a):
+    """The tensors stored as int8 by export(int8=True): the DiT blocks' linear weights."""
+    return name.startswith("blocks.") and name.endswith(".weight") and a.ndim == 2 and a.shape[1] % INT8_GROUP == 0
+
+
+def export(model, vocabulary, path, dtype="F32", trained=False, description="", int8=False):
+    """Writes the model's state dict with the file metadata of docs/MODEL.md section 8. int8: the DiT
+    blocks' linear weights as int8 with float16 scales per 32 values of a row (section 8), the rest
+    in `dtype`."""
     sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+    if int8:
+        for k in [k for k, a in sd.items() if int8_candidate(k, a)]:
+            sd[k], sd[k + st.QUANT_SCALE_SUFFIX] = st.quantize_int8(sd[k], INT8_GROUP)
+        dtype = {k: "F16" if k.endswith(st.QUANT_SCALE_SUFFIX) else dtype for k in sd}  # the scales stay F16
     st.save(path, sd, metadata(model.cfg, vocabulary, trained, description), dtype=dtype)
 
 

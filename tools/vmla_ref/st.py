@@ -94,9 +94,32 @@ def read_header(path):
     return header, 8 + n
 
 
+QUANT_SCALE_SUFFIX = "_scale"  # int8 tensor NAME has its per-group scales in NAME_scale
+
+
+def quantize_int8(a, group=32):
+    """Symmetric int8 with one scale per `group` consecutive values of a row (rows: the first
+    dimension) -> (q int8, scale float16 [rows, row_size / group]); value = q * scale. The scale is
+    rounded to float16 before the values are, so that q * scale is what a reader reconstructs."""
+    a = np.asarray(a, dtype=np.float32)
+    rows = a.shape[0]
+    g = a.reshape(rows, -1, group)
+    scale = (np.abs(g).max(axis=2) / 127.0).astype(np.float16)
+    s = scale.astype(np.float32)[:, :, None]
+    q = np.where(s > 0, np.rint(g / np.where(s > 0, s, 1.0)), 0.0)
+    return np.clip(q, -127, 127).astype(np.int8).reshape(a.shape), scale
+
+
+def dequantize_int8(q, scale):
+    rows = q.shape[0]
+    g = q.reshape(rows, scale.shape[1], -1).astype(np.float32)
+    return (g * scale.astype(np.float32)[:, :, None]).reshape(q.shape)
+
+
 def load(path, bf16="f32"):
     """Returns (tensors: name -> numpy array, metadata: dict). bf16: "f32" converts BF16 tensors to
-    float32, "bits" returns their raw uint16 bits."""
+    float32, "bits" returns their raw uint16 bits. An I8 tensor with a NAME_scale companion is
+    returned dequantized to float32 (the companion is not returned)."""
     header, start = read_header(path)
     meta = header.pop("__metadata__", {}) or {}
     with open(path, "rb") as f:
@@ -113,6 +136,8 @@ def load(path, bf16="f32"):
             out[name] = bf16_bits_to_f32(bits) if bf16 == "f32" else bits.copy()
         else:
             out[name] = np.frombuffer(data[b:e], dtype=np.dtype(_NP[kind]).newbyteorder("<")).reshape(shape).copy()
+    for name in [n for n, info in header.items() if info["dtype"] == "I8" and n + QUANT_SCALE_SUFFIX in header]:
+        out[name] = dequantize_int8(out[name], out.pop(name + QUANT_SCALE_SUFFIX))
     return out, meta
 
 

@@ -102,6 +102,10 @@ void load_f32(const void* src, DType dt, float* dst, int64_t n) {
       auto s = static_cast<const uint8_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = float(s[i]);
     } break;
+    case DType::I8: {
+      auto s = static_cast<const int8_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = float(s[i]);
+    } break;
   }
 }
 
@@ -129,6 +133,13 @@ void store_f32(const float* src, void* dst, DType dt, int64_t n) {
       for (int64_t i = 0; i < n; ++i) {
         float v = src[i];
         d[i] = std::isnan(v) ? 0 : v >= 255.0f ? 255 : v <= 0.0f ? 0 : uint8_t(std::nearbyint(v));
+      }
+    } break;
+    case DType::I8: {
+      auto d = static_cast<int8_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) {
+        float v = src[i];
+        d[i] = std::isnan(v) ? 0 : v >= 127.0f ? 127 : v <= -128.0f ? -128 : int8_t(std::nearbyint(v));
       }
     } break;
   }

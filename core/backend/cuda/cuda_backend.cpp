@@ -94,6 +94,7 @@ void convert_host(const void* src, DType st, void* dst, DType dt, size_t n, cons
       case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
       case DType::I32: return float(static_cast<const int32_t*>(src)[i]);
       case DType::U8: return float(static_cast<const uint8_t*>(src)[i]);
+      case DType::I8: return float(static_cast<const int8_t*>(src)[i]);
     }
     return 0.f;
   };
