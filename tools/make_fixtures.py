@@ -136,8 +136,8 @@ SHIPPED_FRAMES = [0, 5, 11]  # frames of the last chunk kept (float16) to keep t
 
 
 def write_shipped(out_dir, model_path=SHIPPED_MODEL):
-    """The same 3-chunk rollout with the shipped default model (its bf16 weights widened to float32,
-    computed in float64). To stay small, only frames SHIPPED_FRAMES of the last chunk (float16) and
+    """The same 3-chunk rollout with the shipped default model (its int8 and bf16 weights
+    dequantized to float32, computed in float64). To stay small, only frames SHIPPED_FRAMES of the last chunk (float16) and
     the caches of the first and last layer after the last chunk are stored; the model file's SHA-256
     is recorded so that a new model without new fixtures fails loudly."""
     import hashlib

@@ -946,7 +946,8 @@ def parse(argv=None):
                     help="teacher: start from the weights of another teacher checkpoint (e.g. one trained on "
                          "an earlier autoencoder) instead of a fresh initialisation")
     ap.add_argument("--ae-width", type=float, default=1.0,
-                    help="ae: scale every channel count of the encoder and decoder (later stages and the "
+                    help="ae: scale every channel count of the encoder and decoder of resources/configs "
+                         "(since 2026-11-27 those hold the shipped, twice-wide shape; later stages and the "
                          "export follow the checkpoint's shape)")
     ap.add_argument("--cfg-scale", type=float, default=3.0)
     ap.add_argument("--distill", type=float, default=1.0, help="finetune: weight of the teacher-velocity loss")

@@ -3,13 +3,14 @@
 # training checkpoints, waits until the probe is trained (the file .ckpt/dev/probe.done, written by
 # the probe job), then evaluates the model into .ckpt/dev/eval/eval_<LABEL>.json.
 # Usage: bash tools/device/quality_job.sh LABEL CKPT_DIR ARCH SOURCE [EVAL ARGS...]
-#   ARCH mla|mha, SOURCE student|finetune|teacher (tools/export.py); the probe job is
+#   ARCH mla|mha, SOURCE student|finetune|teacher (tools/export.py), WEIGHTS=int8 (default, as shipped)
+#   or bf16|f16|f32 in the environment; the probe job is
 #   python3 tools/eval/run.py --ckpt-dir .ckpt/dev --models "" --out /tmp/q.md && touch .ckpt/dev/probe.done
 set -euo pipefail
 label=$1 ck=$2 arch=$3 source=$4
 shift 4
 dir=/tmp/quality/$label
-python3 tools/export.py --ckpt-dir "$ck" --arch "$arch" --source "$source" --out-dir "$dir"
+python3 tools/export.py --ckpt-dir "$ck" --arch "$arch" --source "$source" --out-dir "$dir" --weights "${WEIGHTS:-int8}"
 file=$(ls "$dir"/*.safetensors)
 deadline=$(( $(date +%s) + 540 ))
 until [ -f .ckpt/dev/probe.done ]; do
