@@ -70,6 +70,18 @@ check "convert to bf16" test -s mha-bf16.safetensors
 "$VMLA" generate -m mha-bf16.safetensors -p "a cube" --chunks 1 -o mha.mp4 -q > /dev/null 2>&1
 check "generate with the converted MHA model" test -s mha.mp4
 
+# the default model's int8 weights (docs/MODEL.md section 8): info counts the weights, not their
+# scales; converting to f32 writes the dequantized values, which generate the same frames
+model=$(awk '/^file / {print $2}' info.log)
+"$VMLA" info --tensors "$model" > tensors.log 2>&1
+if grep -q " I8 " tensors.log; then
+  "$VMLA" convert "$model" --dtype f32 -o deq.safetensors > /dev/null 2>&1
+  check "convert int8 -> f32: no int8 tensors, no scales" bash -c "! '$VMLA' info --tensors deq.safetensors | grep -Eq ' I8 |_scale '"
+  check "convert int8 -> f32: same parameter count" bash -c "test \"\$('$VMLA' info '$model' | grep ^parameters)\" = \"\$('$VMLA' info deq.safetensors | grep ^parameters)\""
+  "$VMLA" generate -m deq.safetensors -p "a red ball bouncing on the beach at sunset" --chunks 2 --seed 3 -o frames4 --png -q > /dev/null 2>&1
+  check "int8 model and its f32 conversion: the same frames" diff -rq frames frames4
+fi
+
 # errors: clear message, documented exit code, nothing left behind
 "$VMLA" generate > err.log 2>&1; rc=$?
 check "missing prompt is a usage error (exit 2, got $rc)" test $rc -eq 2
