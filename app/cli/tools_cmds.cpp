@@ -124,7 +124,7 @@ int cmd_info(const std::vector<std::string>& argv) {
     }
   }
   double total = 0;
-  std::map<std::string, double> groups;
+  std::map<std::string, double> groups, stored;  // parameters per group, per storage dtype
   for (const auto& n : f.names()) {
     if (f.is_quant_scale(n)) continue;  // part of its int8 tensor
     const double c = double(f.info(n).shape.numel());
@@ -134,9 +134,14 @@ int cmd_info(const std::vector<std::string>& argv) {
         g == "time_projection" || g == "head")
       g = "dit";
     groups[g] += c;
+    stored[std::string(dtype_name(f.info(n).dtype))] += c;
   }
   std::printf("parameters        %s total", human_count(total).c_str());
   for (const auto& [g, c] : groups) std::printf(", %s %s", g.c_str(), human_count(c).c_str());
+  std::printf("\nstored as        ");
+  for (auto it = stored.begin(); it != stored.end(); ++it)
+    std::printf("%s%s %s%s", it == stored.begin() ? " " : ", ", human_count(it->second).c_str(), it->first.c_str(),
+                it->first == "I8" ? " (with group scales)" : "");
   std::printf("\n");
   if (a.flag("tensors"))
     for (const auto& n : f.names()) {

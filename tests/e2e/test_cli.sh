@@ -75,6 +75,7 @@ check "generate with the converted MHA model" test -s mha.mp4
 model=$(awk '/^file / {print $2}' info.log)
 "$VMLA" info --tensors "$model" > tensors.log 2>&1
 if grep -q " I8 " tensors.log; then
+  check "info: the storage dtypes of the parameters" grep -Eq "^stored as +[0-9.]+ [KM] BF16, [0-9.]+ [KM] I8 \(with group scales\)$" tensors.log
   "$VMLA" convert "$model" --dtype f32 -o deq.safetensors > /dev/null 2>&1
   check "convert int8 -> f32: no int8 tensors, no scales" bash -c "! '$VMLA' info --tensors deq.safetensors | grep -Eq ' I8 |_scale '"
   check "convert int8 -> f32: same parameter count" bash -c "test \"\$('$VMLA' info '$model' | grep ^parameters)\" = \"\$('$VMLA' info deq.safetensors | grep ^parameters)\""
