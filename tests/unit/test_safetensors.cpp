@@ -241,7 +241,8 @@ TEST_F(SafeTensorsTest, ReadF32DequantizesInt8WithGroupScales) {
   write_safetensors(p, {{"w", DType::I8, Shape{2, 8}, q.data()}}, {});
   EXPECT_ERROR(FormatError, SafeTensors::open(p).read_f32("w"),
                p + ": tensor 'w' is I8 but the file has no 'w_scale' (int8 weights need their per-group scales)");
-  write_safetensors(p, {{"w", DType::I8, Shape{2, 8}, q.data()}, {"w_scale", DType::F16, Shape{2, 3}, scale.data()}}, {});
+  std::vector<uint16_t> scale6(6, f32_to_f16(1.0f));
+  write_safetensors(p, {{"w", DType::I8, Shape{2, 8}, q.data()}, {"w_scale", DType::F16, Shape{2, 3}, scale6.data()}}, {});
   EXPECT_ERROR(FormatError, SafeTensors::open(p).read_f32("w"),
                "scale tensor 'w_scale' has shape [2, 3], expected [2, G] with G dividing 8");
   write_safetensors(p, {{"w", DType::I8, Shape{2, 8}, q.data()}, {"w_scale", DType::I8, Shape{2, 2}, q.data()}}, {});
