@@ -162,7 +162,9 @@ const std::vector<OptionSpec> kInitOptions = {
 };
 const std::vector<OptionSpec> kConvertOptions = {
     {"config", 'c', true, "NAME", "configuration to embed when the source has none (name or .json)"},
-    {"dtype", 0, true, "TYPE", "bf16, f16 or f32 (default: keep each tensor's)"},
+    {"dtype", 0, true, "TYPE",
+     "bf16, f16, f32, or int8 (the DiT blocks' linear weights int8 with group scales, the rest bf16; "
+     "docs/MODEL.md) (default: keep each tensor's)"},
     {"output", 'o', true, "FILE", "output .safetensors (required)"},
     {"help", 'h', false, "", "show this help"},
 };
@@ -218,8 +220,11 @@ int cmd_convert(const std::vector<std::string>& argv) {
   meta["format"] = "vmla-dit/1";
   if (!meta.count("trained")) meta["trained"] = "true";
   const std::string dt = a.get_or("dtype", "keep");
+  if (dt != "keep" && dt != "bf16" && dt != "f16" && dt != "f32" && dt != "int8")
+    throw UsageError("--dtype must be bf16, f16, f32 or int8");
   std::vector<std::vector<uint16_t>> half;
   std::vector<std::vector<float>> full;
+  std::vector<std::vector<int8_t>> quant;
   std::vector<io::TensorData> tensors;
   const io::SafeTensors& file = src;
   size_t skipped = 0;
@@ -246,14 +251,28 @@ int cmd_convert(const std::vector<std::string>& argv) {
         full.push_back(std::move(v));
         t.dtype = DType::F32;
         t.data = full.back().data();
-      } else if (dt == "bf16" || dt == "f16") {
-        std::vector<uint16_t> h(v.size());
-        for (size_t i = 0; i < v.size(); ++i) h[i] = dt == "bf16" ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
-        half.push_back(std::move(h));
-        t.dtype = dt == "bf16" ? DType::BF16 : DType::F16;
-        t.data = half.back().data();
+      } else if (dt == "int8" && io::int8_candidate(t.name, t.shape)) {
+        std::vector<int8_t> qv(v.size());
+        std::vector<uint16_t> sv(v.size() / size_t(io::kInt8Group));
+        io::quantize_int8_groups(v.data(), t.shape[0], t.shape[1], io::kInt8Group, qv.data(), sv.data());
+        quant.push_back(std::move(qv));
+        half.push_back(std::move(sv));
+        t.dtype = DType::I8;
+        t.data = quant.back().data();
+        io::TensorData sc;
+        sc.name = t.name + io::kQuantScaleSuffix;
+        sc.dtype = DType::F16;
+        sc.shape = Shape{t.shape[0], t.shape[1] / io::kInt8Group};
+        sc.data = half.back().data();
+        tensors.push_back(t);
+        tensors.push_back(sc);
+        continue;
       } else {
-        throw UsageError("--dtype must be bf16, f16 or f32");
+        std::vector<uint16_t> h(v.size());
+        for (size_t i = 0; i < v.size(); ++i) h[i] = dt == "f16" ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
+        half.push_back(std::move(h));
+        t.dtype = dt == "f16" ? DType::F16 : DType::BF16;
+        t.data = half.back().data();
       }
     }
     tensors.push_back(t);

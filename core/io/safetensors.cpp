@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -417,6 +418,26 @@ void SafeTensors::dequantize_i8(const std::string& name, const TensorInfo& t, co
     const int8_t v = static_cast<int8_t>(src[i]);
     out[i] = float(v) * scale[i / size_t(group)];
   }
+}
+
+void quantize_int8_groups(const float* w, int64_t rows, int64_t cols, int64_t group, int8_t* q, uint16_t* scale_f16) {
+  const int64_t groups = cols / group;
+  for (int64_t g = 0; g < rows * groups; ++g) {
+    const float* x = w + g * group;
+    float amax = 0.f;
+    for (int64_t j = 0; j < group; ++j) amax = std::max(amax, std::fabs(x[j]));
+    scale_f16[g] = f32_to_f16(amax / 127.0f);
+    const float s = f16_to_f32(scale_f16[g]);
+    for (int64_t j = 0; j < group; ++j)
+      q[g * group + j] = s > 0.f ? int8_t(std::clamp(std::nearbyint(x[j] / s), -127.0f, 127.0f)) : int8_t(0);
+  }
+}
+
+bool int8_candidate(const std::string& name, const Shape& shape) {
+  const std::string suffix = ".weight";
+  return name.rfind("blocks.", 0) == 0 && name.size() > suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 && shape.ndim == 2 &&
+         shape[1] % kInt8Group == 0;
 }
 
 void SafeTensors::apply_name_map(const NameMap& map) {

@@ -85,6 +85,16 @@ class SafeTensors {
   std::map<std::string, size_t> by_mapped_;  // mapped name -> index (empty without a name map)
 };
 
+// Symmetric int8 with one scale per `group` consecutive values of a row (the inverse of read_f32 on
+// an I8 tensor): scale = max|w| / 127 rounded to F16, q = w / scale rounded to nearest even and
+// clamped to [-127, 127] (0 where the scale is 0). w is [rows, cols] with cols % group == 0; q gets
+// rows * cols values, scale_f16 rows * cols / group.
+void quantize_int8_groups(const float* w, int64_t rows, int64_t cols, int64_t group, int8_t* q, uint16_t* scale_f16);
+// The tensors `videomla convert --dtype int8` and tools/export.py store as int8: the DiT blocks'
+// linear weights (2-D, `blocks.*.weight`, columns a multiple of kInt8Group).
+inline constexpr int64_t kInt8Group = 32;
+bool int8_candidate(const std::string& name, const Shape& shape);
+
 struct TensorData {
   std::string name;
   DType dtype = DType::F32;

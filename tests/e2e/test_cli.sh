@@ -81,6 +81,12 @@ if grep -q " I8 " tensors.log; then
   check "convert int8 -> f32: same parameter count" bash -c "test \"\$('$VMLA' info '$model' | grep ^parameters)\" = \"\$('$VMLA' info deq.safetensors | grep ^parameters)\""
   "$VMLA" generate -m deq.safetensors -p "a red ball bouncing on the beach at sunset" --chunks 2 --seed 3 -o frames4 --png -q > /dev/null 2>&1
   check "int8 model and its f32 conversion: the same frames" diff -rq frames frames4
+  "$VMLA" convert deq.safetensors --dtype int8 -o req.safetensors > /dev/null 2>&1
+  "$VMLA" info --tensors req.safetensors > req.log 2>&1
+  check "convert f32 -> int8: the same tensors and dtypes as the shipped file" \
+    diff <(grep -E '^  ' tensors.log) <(grep -E '^  ' req.log)
+  "$VMLA" generate -m req.safetensors -p "a red ball bouncing on the beach at sunset" --chunks 2 --seed 3 -o frames5 --png -q > /dev/null 2>&1
+  check "convert f32 -> int8 quantizes as tools/export.py did: the same frames" diff -rq frames frames5
 fi
 
 # errors: clear message, documented exit code, nothing left behind

@@ -249,6 +249,37 @@ TEST_F(SafeTensorsTest, ReadF32DequantizesInt8WithGroupScales) {
   EXPECT_ERROR(FormatError, SafeTensors::open(p).read_f32("w"), "scale tensor 'w_scale' is I8, expected F32, F16 or BF16");
 }
 
+// The writer's quantizer and the reader's dequantizer are inverses up to half a step of each group's
+// scale; an all-zero group gets scale 0 and values 0.
+TEST_F(SafeTensorsTest, QuantizeInt8GroupsRoundTrip) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 0.3f);
+  const int64_t rows = 5, cols = 96, group = kInt8Group;
+  std::vector<float> w(size_t(rows * cols));
+  for (float& x : w) x = nd(rng);
+  for (int64_t j = 32; j < 64; ++j) w[size_t(2 * cols + j)] = 0.f;
+  std::vector<int8_t> q(w.size());
+  std::vector<uint16_t> scale(w.size() / size_t(group));
+  quantize_int8_groups(w.data(), rows, cols, group, q.data(), scale.data());
+  const std::string p = path("q.safetensors");
+  write_safetensors(p, {{"w", DType::I8, Shape{rows, cols}, q.data()},
+                        {"w_scale", DType::F16, Shape{rows, cols / group}, scale.data()}}, {});
+  std::vector<float> back = SafeTensors::open(p).read_f32("w", Shape{rows, cols});
+  int max_q = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const float s = f16_to_f32(scale[i / size_t(group)]);
+    EXPECT_LE(std::fabs(back[i] - w[i]), 0.5f * s * 1.001f + 1e-7f) << i;
+    max_q = std::max(max_q, std::abs(int(q[i])));
+  }
+  EXPECT_EQ(max_q, 127);
+  EXPECT_EQ(scale[size_t(2 * (cols / group) + 1)], 0);
+  for (int64_t j = 32; j < 64; ++j) EXPECT_EQ(back[size_t(2 * cols + j)], 0.f);
+  EXPECT_TRUE(int8_candidate("blocks.3.ffn.0.weight", Shape{256, 64}));
+  EXPECT_FALSE(int8_candidate("blocks.3.ffn.0.bias", Shape{256}));
+  EXPECT_FALSE(int8_candidate("blocks.3.ffn.0.weight", Shape{256, 48}));
+  EXPECT_FALSE(int8_candidate("decoder.0.weight", Shape{64, 64}));
+}
+
 TEST_F(SafeTensorsTest, ReadF32ChecksShape) {
   Fixture fx;
   const std::string p = path("m.safetensors");
