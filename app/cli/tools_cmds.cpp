@@ -127,14 +127,15 @@ int cmd_info(const std::vector<std::string>& argv) {
   std::map<std::string, double> groups, stored;  // parameters per group, per storage dtype
   for (const auto& n : f.names()) {
     if (f.is_quant_scale(n)) continue;  // part of its int8 tensor
-    const double c = double(f.info(n).shape.numel());
+    const io::TensorInfo& ti = f.info(n);
+    const double c = double(ti.shape.numel());
     total += c;
     std::string g = n.substr(0, n.find('.'));
     if (g == "blocks" || g == "patch_embedding" || g == "text_embedding" || g == "time_embedding" ||
         g == "time_projection" || g == "head")
       g = "dit";
     groups[g] += c;
-    stored[std::string(dtype_name(f.info(n).dtype))] += c;
+    stored[std::string(dtype_name(ti.dtype))] += c;
   }
   std::printf("parameters        %s total", human_count(total).c_str());
   for (const auto& [g, c] : groups) std::printf(", %s %s", g.c_str(), human_count(c).c_str());

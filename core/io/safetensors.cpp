@@ -387,8 +387,8 @@ std::vector<float> SafeTensors::read_f32(const std::string& name, const Shape& e
 }
 
 bool SafeTensors::is_quant_scale(const std::string& name) const {
-  const std::string suffix = kQuantScaleSuffix;
-  if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
+  const std::string_view suffix = kQuantScaleSuffix;
+  if (name.size() <= suffix.size() || !name.ends_with(suffix)) return false;
   const TensorInfo* base = find(name.substr(0, name.size() - suffix.size()));
   return base && base->dtype == DType::I8;
 }
@@ -402,7 +402,7 @@ void SafeTensors::dequantize_i8(const std::string& name, const TensorInfo& t, co
   if (!si)
     throw FormatError(path_ + ": tensor " + q(name) + " is I8 but the file has no " + q(sname) +
                       " (int8 weights need their per-group scales)");
-  if (si->dtype == DType::I8 || si->dtype == DType::I32 || si->dtype == DType::U8)
+  if (!is_float(si->dtype))
     throw FormatError(path_ + ": scale tensor " + q(sname) + " is " + std::string(dtype_name(si->dtype)) +
                       ", expected F32, F16 or BF16");
   const int64_t rows = t.shape.ndim > 0 ? t.shape[0] : 1;
@@ -434,10 +434,7 @@ void quantize_int8_groups(const float* w, int64_t rows, int64_t cols, int64_t gr
 }
 
 bool int8_candidate(const std::string& name, const Shape& shape) {
-  const std::string suffix = ".weight";
-  return name.rfind("blocks.", 0) == 0 && name.size() > suffix.size() &&
-         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 && shape.ndim == 2 &&
-         shape[1] % kInt8Group == 0;
+  return name.starts_with("blocks.") && name.ends_with(".weight") && shape.ndim == 2 && shape[1] % kInt8Group == 0;
 }
 
 void SafeTensors::apply_name_map(const NameMap& map) {

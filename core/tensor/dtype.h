@@ -22,6 +22,9 @@ constexpr size_t dtype_size(DType t) {
   return 0;
 }
 
+// The dtypes that hold real numbers a backend computes with (not the integer and storage types).
+constexpr bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
 constexpr std::string_view dtype_name(DType t) {
   switch (t) {
     case DType::F32: return "F32";

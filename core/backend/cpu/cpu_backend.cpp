@@ -35,8 +35,6 @@ std::string desc(const char* name, const Tensor& t) {
   return std::string(name) + " " + t.shape.str() + " " + std::string(dtype_name(t.dtype));
 }
 
-bool is_float(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
-
 // A tensor this backend can read: on the host, and with memory unless it has no elements.
 void check_host(const char* op, const char* name, const Tensor& t) {
   if (t.device != Device::CPU)

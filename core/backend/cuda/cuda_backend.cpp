@@ -41,8 +41,6 @@ void check_blas(cublasStatus_t s, const char* op, const char* what) {
                       cublasGetStatusString(s) + ")");
 }
 
-bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
-
 // Every tensor argument must live on the GPU and have a usable dtype.
 void need_dev(const Tensor& t, const char* op, const char* what) {
   if (t.empty() && t.numel() > 0) throw ShapeError(std::string(op) + ": " + what + " has no data");
