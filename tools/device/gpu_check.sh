@@ -7,7 +7,8 @@
 # rotated in two passes), the tiny bench once more with VMLA_CUDA_GRAPHS=1 and the Wan ones
 # with VMLA_CUDA_GRAPHS=0 and =1 after 5 warm-up chunks (each pass replayed as a CUDA graph; the A/B
 # of the graphs, off by default) and the concurrent-streams memory
-# sweep of issue 5, and prints a short table last.
+# sweep of issue 5, and prints a short table last. VMLA_GPU_CHECK_BENCH=0 runs the parity tests only
+# (about a minute: a check of the CUDA code beside other work on the machine).
 # Usage (from the repository root): bash tools/device/gpu_check.sh [OUTDIR]
 set -uo pipefail
 out=${1:-${OUT:-/tmp/vmla-gpu}}
@@ -21,6 +22,12 @@ cmake --build build-dev -j"$(nproc)" --target videomla test_cuda_ops test_cuda_m
 ./build-dev/tests/test_cuda_model > "$out/model.log" 2>&1; model=$?
 ./build-dev/tests/test_cuda_streams > "$out/streams.log" 2>&1; streams=$?
 B=./build-dev/app/videomla
+if [ "${VMLA_GPU_CHECK_BENCH:-1}" = 0 ]; then
+  echo "== op parity (exit $ops) =="; grep -E "FAILED|PASSED" "$out/ops.log" | tail -5
+  echo "== chunk parity (exit $model) =="; grep -E "^\[parity\]|^\[graphs\].*(total|failure)|FAILED|PASSED" "$out/model.log" | tail -12
+  echo "== shared-workspace streams on CUDA (exit $streams) =="; grep -E "OK|FAILED|PASSED|SKIPPED" "$out/streams.log" | tail -3
+  exit $(( ops | model | streams ))
+fi
 VMLA_CUDA_GRAPHS=0 $B bench tiny --backend cuda --chunks 8 --json "$out/tiny-cuda.json" > "$out/bench-tiny-cuda.log" 2>&1
 # the same run with every pass replayed as a CUDA graph (the A/B of the graphs; tiny is launch-bound)
 VMLA_CUDA_GRAPHS=1 $B bench tiny --backend cuda --chunks 8 --json "$out/tiny-cuda-graphs.json" \
