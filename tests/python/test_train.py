@@ -1,4 +1,5 @@
 import io
+import json
 import os
 import tempfile
 import unittest
@@ -84,6 +85,21 @@ class MicroTraining(unittest.TestCase):
             for section in ("Prompt adherence", "Temporal consistency", "prompt switch", "99%-energy rank",
                             "Targets of the shipped model"):
                 self.assertIn(section, text)
+            # --switch-videos / --switch-modes: a larger switch evaluation of one mode; the event
+            # counts per column are kept and reported
+            rdir = os.path.join(d, "switch")
+            with redirect_stdout(io.StringIO()):
+                evrun.main(["--ckpt-dir", d, "--models", "sw=" + paths[0], "--out", report, "--probe-steps", "2",
+                            "--n-videos", "1", "--chunks", "3", "--long-chunks", "3", "--size", "32",
+                            "--device", "cpu", "--results-dir", rdir, "--switch-videos", "3",
+                            "--switch-modes", "recache"])
+            with open(os.path.join(rdir, "eval_sw.json")) as f:
+                r = json.load(f)
+            self.assertEqual(list(r["switch"]), ["recache"])
+            self.assertEqual(sorted(r["switch_events"]), ["0", "1", "2"])
+            self.assertLessEqual(max(r["switch_events"].values()), 3)
+            with open(report) as f:
+                self.assertIn(f"| sw ({r['switch_events']['0']} / ", f.read())
 
     def test_subject_weighted_autoencoder_loss(self):
         """--fg-weight: the weight map marks exactly the pixels a subject changes (plus a 2-pixel rim)

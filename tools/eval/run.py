@@ -88,11 +88,12 @@ def eval_model(path, probe, world, args, dev, log, label=None):
     res["drift"]["luma_first"] = float(lum[:, :q * cv].mean())
     res["drift"]["luma_last"] = float(lum[:, -q * cv:].mean())
     # adherence after a prompt switch (colour events), with and without re-cache
-    ev = [s for s in world.scenes(80_000, 8 * args.n_videos, args.chunks * cv) if s["event"]["type"] == "colour"]
-    ev = ev[:args.n_videos]
+    n_ev = args.switch_videos or args.n_videos
+    ev = [s for s in world.scenes(80_000, 8 * n_ev, args.chunks * cv) if s["event"]["type"] == "colour"][:n_ev]
     res["switch"] = {}
-    for mode, kw in (("recache", dict(switch=True, recache=True)), ("no_recache", dict(switch=True, recache=False)),
-                     ("no_switch", dict(switch=False))):
+    modes = (("recache", dict(switch=True, recache=True)), ("no_recache", dict(switch=True, recache=False)),
+             ("no_switch", dict(switch=False)))
+    for mode, kw in (m for m in modes if m[0] in args.switch_modes.split(",")):
         g = M.generate(model, vocab, ev, args.chunks, dev, seed=3, **kw)
         pc = M.probe_chunks(probe, g, ev, cv)
         accs = {}
@@ -103,6 +104,7 @@ def eval_model(path, probe, world, args, dev, log, label=None):
                 if k < len(pc):
                     hits.append(float(pc[k][0]["colour"][b]))
             accs[off] = sum(hits) / max(1, len(hits))
+            res["switch_events"] = {**res.get("switch_events", {}), off: len(hits)}  # same for every mode
         res["switch"][mode] = accs
     log(f"evaluated {res['name']}")
     return res
@@ -215,8 +217,10 @@ def write_report(path, results, ranks, args):
         L += ["", "## Adherence after a prompt switch (colour events; probe accuracy of the new colour, %)", "",
               "| model | mode | switch chunk | +1 | +2 |", "|---|---|---|---|---|"]
         for r in results:
+            n = r.get("switch_events")  # events per column (older result files lack it)
+            events = f" ({n['0']} / {n['1']} / {n['2']} events)" if n else ""
             for mode, accs in r["switch"].items():
-                L.append(f"| {r['name']} | {mode} | {pct(accs[0])} | {pct(accs[1])} | {pct(accs[2])} |")
+                L.append(f"| {r['name']}{events} | {mode} | {pct(accs[0])} | {pct(accs[1])} | {pct(accs[2])} |")
         L += ["", "Generation time (batched, this machine): " +
               ", ".join(f"{r['name']} {r['gen_seconds']:.1f} s" for r in results), ""]
         L += target_section(results, getattr(args, "shipped", "student-mla,student-mha"))
@@ -239,6 +243,10 @@ def main(argv=None):
     ap.add_argument("--n-videos", type=int, default=32)
     ap.add_argument("--chunks", type=int, default=5)
     ap.add_argument("--long-chunks", type=int, default=80, help="drift rollout (80 chunks of 0.75 s: 60 s)")
+    ap.add_argument("--switch-videos", type=int, default=None,
+                    help="videos with a colour switch (default --n-videos; more events narrow the switch rows)")
+    ap.add_argument("--switch-modes", default="recache,no_recache,no_switch",
+                    help="switch modes to evaluate, of recache,no_recache,no_switch")
     ap.add_argument("--max-minutes", type=float, default=9.0)
     ap.add_argument("--device", default=None)
     ap.add_argument("--size", type=int, default=128, help="world frame size (the models' video size)")
