@@ -100,6 +100,9 @@ class MicroTraining(unittest.TestCase):
             self.assertLessEqual(max(r["switch_events"].values()), 3)
             with open(report) as f:
                 self.assertIn(f"| sw ({r['switch_events']['0']} / ", f.read())
+            with self.assertRaises(SystemExit) as e:
+                evrun.main(["--ckpt-dir", d, "--report-only", "--switch-modes", "recache,re-cache"])
+            self.assertIn("unknown --switch-modes re-cache", str(e.exception))
 
     def test_subject_weighted_autoencoder_loss(self):
         """--fg-weight: the weight map marks exactly the pixels a subject changes (plus a 2-pixel rim)
