@@ -96,10 +96,17 @@ class MicroTraining(unittest.TestCase):
             with open(os.path.join(rdir, "eval_sw.json")) as f:
                 r = json.load(f)
             self.assertEqual(list(r["switch"]), ["recache"])
+            # subject accuracy per kind: hits <= clips, and the clips add up to all probed chunks
+            for side in ("generated", "real"):
+                by = r["subject_by_kind"][side]
+                self.assertTrue(all(0 <= h <= n for h, n in by.values()), by)
+                self.assertEqual(sum(n for _, n in by.values()), 1 * 3)  # 1 video of 3 chunks
             self.assertEqual(sorted(r["switch_events"]), ["0", "1", "2"])
             self.assertLessEqual(max(r["switch_events"].values()), 3)
             with open(report) as f:
-                self.assertIn(f"| sw ({r['switch_events']['0']} / ", f.read())
+                text = f.read()
+            self.assertIn(f"| sw ({r['switch_events']['0']} / ", text)
+            self.assertIn("## Subject accuracy by kind", text)
             with self.assertRaises(SystemExit) as e:
                 evrun.main(["--ckpt-dir", d, "--report-only", "--switch-modes", "recache,re-cache"])
             self.assertIn("unknown --switch-modes re-cache", str(e.exception))

@@ -5,7 +5,7 @@ import torch
 
 from vmla_ref import stream as vs
 from vmla_ref.model import Tokenizer
-from world import prompt_schedule, render
+from world import LABELS, prompt_schedule, render
 
 from .probe import ATTRS, label_tensor
 
@@ -92,6 +92,17 @@ def probe_chunks(probe, video, scenes, chunk_video):
 def adherence(chunks):
     """Mean probe accuracy per attribute over all chunks and videos of probe_chunks' output."""
     return {a: float(torch.stack([c[0][a] for c in chunks]).float().mean()) for a in ATTRS}
+
+
+def adherence_by_class(chunks, scenes, chunk_video, attr):
+    """Probe accuracy of `attr` per true class over probe_chunks' output: {class name: [hits, clips]}."""
+    out = {name: [0, 0] for name in LABELS[attr]}
+    for k, (acc, _) in enumerate(chunks):
+        labels = label_tensor(scenes, k * chunk_video, chunk_video, "cpu")[attr]
+        for ok, lab in zip(acc[attr].tolist(), labels.tolist()):
+            out[LABELS[attr][lab]][0] += int(ok)
+            out[LABELS[attr][lab]][1] += 1
+    return {name: hn for name, hn in out.items() if hn[1]}
 
 
 def frechet(a, b):

@@ -67,6 +67,8 @@ def eval_model(path, probe, world, args, dev, log, label=None):
     real = M.real_video(scenes, args.chunks * cv, size, dev)
     pg, pr = M.probe_chunks(probe, gen, scenes, cv), M.probe_chunks(probe, real, scenes, cv)
     res["adherence"], res["adherence_real"] = M.adherence(pg), M.adherence(pr)
+    res["subject_by_kind"] = {"generated": M.adherence_by_class(pg, scenes, cv, "subject"),
+                              "real": M.adherence_by_class(pr, scenes, cv, "subject")}
     eg, er = torch.cat([c[1] for c in pg]), torch.cat([c[1] for c in pr])
     res["fd"] = M.frechet(eg, er)
     res["fd_real_split"] = M.frechet(er[: len(er) // 2], er[len(er) // 2:])
@@ -206,6 +208,18 @@ def write_report(path, results, ranks, args):
                 ae = json.load(fh)
             L.append(f"| real renders after the autoencoder round trip ({ae.get('label', ae['model'])}, "
                      f"PSNR {ae['psnr']:.1f} dB) | " + " | ".join(pct(ae["roundtrip"][a]) for a in ATTRS) + " |")
+        kinds = [r for r in results if "subject_by_kind" in r]  # older result files lack it
+        if kinds:
+            names = list(kinds[0]["subject_by_kind"]["real"])
+            L += ["", "## Subject accuracy by kind (probe accuracy, %; clips in brackets)", "",
+                  "| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+            for r in kinds:
+                g = r["subject_by_kind"]["generated"]
+                L.append(f"| {r['name']} | " + " | ".join(
+                    f"{pct(g[n][0] / g[n][1])} ({g[n][1]})" if n in g else "" for n in names) + " |")
+            real = kinds[0]["subject_by_kind"]["real"]
+            L.append("| real renders (ceiling) | " + " | ".join(
+                f"{pct(real[n][0] / real[n][1])} ({real[n][1]})" for n in names) + " |")
         L += ["", "## Temporal consistency, distribution distance, drift", "",
               "| model | frame diff inside chunks | at chunk boundaries | boundary/inside | Frechet distance "
               "(probe) | drift: adherence first/last 10 s (quarter if shorter) | luma first/last |", "|---|---|---|---|---|---|---|"]
