@@ -22,10 +22,13 @@ cmake --build build-dev -j"$(nproc)" --target videomla test_cuda_ops test_cuda_m
 ./build-dev/tests/test_cuda_model > "$out/model.log" 2>&1; model=$?
 ./build-dev/tests/test_cuda_streams > "$out/streams.log" 2>&1; streams=$?
 B=./build-dev/app/videomla
-if [ "${VMLA_GPU_CHECK_BENCH:-1}" = 0 ]; then
-  echo "== op parity (exit $ops) =="; grep -E "FAILED|PASSED" "$out/ops.log" | tail -5
-  echo "== chunk parity (exit $model) =="; grep -E "^\[parity\]|^\[graphs\].*(total|failure)|FAILED|PASSED" "$out/model.log" | tail -12
+parity_summary() {
+  echo "== op parity (exit $ops) =="; grep -E "FAILED|wgmma|tuned|rms_norm_rope Wan" "$out/ops.log" | head -20; tail -3 "$out/ops.log"
+  echo "== chunk parity (exit $model) =="; grep -E "^\[parity\]|^\[fused projections\]|^\[graphs\].*(total|failure|median)|FAILED|PASSED" "$out/model.log"
   echo "== shared-workspace streams on CUDA (exit $streams) =="; grep -E "OK|FAILED|PASSED|SKIPPED" "$out/streams.log" | tail -3
+}
+if [ "${VMLA_GPU_CHECK_BENCH:-1}" = 0 ]; then
+  parity_summary
   exit $(( ops | model | streams ))
 fi
 VMLA_CUDA_GRAPHS=0 $B bench tiny --backend cuda --chunks 8 --json "$out/tiny-cuda.json" > "$out/bench-tiny-cuda.log" 2>&1
@@ -58,9 +61,7 @@ if [ "${VMLA_GPU_CHECK_STREAMS:-1}" != 0 ]; then
   $B bench wan1.3b-mla --backend cuda --window 21 --streams 1,4,16 --chunks 1 > "$out/streams-w21-mla.log" 2>&1
   $B bench wan1.3b-mha --backend cuda --window 21 --streams 1,4,8 --chunks 1 > "$out/streams-w21-mha.log" 2>&1
 fi
-echo "== op parity (exit $ops) =="; grep -E "FAILED|wgmma|tuned|rms_norm_rope Wan" "$out/ops.log" | head -20; tail -3 "$out/ops.log"
-echo "== chunk parity (exit $model) =="; grep -E "^\[parity\]|^\[fused projections\]|^\[graphs\].*(total|failure|median)|FAILED|PASSED" "$out/model.log"
-echo "== shared-workspace streams on CUDA (exit $streams) =="; grep -E "OK|FAILED|PASSED|SKIPPED" "$out/streams.log" | tail -3
+parity_summary
 echo "== benchmarks =="
 for f in "$out"/bench-*.log "$out"/streams-*.log; do [ -f "$f" ] && echo "$(basename "$f" .log): $(tail -n 1 "$f")"; done
 echo "== CUDA graphs (VMLA_CUDA_GRAPHS=1 runs) =="

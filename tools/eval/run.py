@@ -47,6 +47,11 @@ def parse_models(spec):
     return out
 
 
+# The prompt-switch evaluation's modes (--switch-modes): the generation arguments of each.
+SWITCH_MODES = {"recache": dict(switch=True, recache=True), "no_recache": dict(switch=True, recache=False),
+                "no_switch": dict(switch=False)}
+
+
 def eval_model(path, probe, world, args, dev, log, label=None):
     model, vocab, meta = vinit.load(path)
     model = model.to(dev).eval()
@@ -93,9 +98,8 @@ def eval_model(path, probe, world, args, dev, log, label=None):
     n_ev = args.switch_videos or args.n_videos
     ev = [s for s in world.scenes(80_000, 8 * n_ev, args.chunks * cv) if s["event"]["type"] == "colour"][:n_ev]
     res["switch"], res["switch_events"] = {}, {}  # events per column: the same for every mode
-    modes = (("recache", dict(switch=True, recache=True)), ("no_recache", dict(switch=True, recache=False)),
-             ("no_switch", dict(switch=False)))
-    for mode, kw in (m for m in modes if m[0] in args.switch_modes.split(",")):
+    for mode in args.switch_modes.split(","):
+        kw = SWITCH_MODES[mode]
         g = M.generate(model, vocab, ev, args.chunks, dev, seed=3, **kw)
         pc = M.probe_chunks(probe, g, ev, cv)
         accs = {}
@@ -213,13 +217,11 @@ def write_report(path, results, ranks, args):
             names = list(kinds[0]["subject_by_kind"]["real"])
             L += ["", "## Subject accuracy by kind (probe accuracy, %; clips in brackets)", "",
                   "| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-            for r in kinds:
-                g = r["subject_by_kind"]["generated"]
-                L.append(f"| {r['name']} | " + " | ".join(
-                    f"{pct(g[n][0] / g[n][1])} ({g[n][1]})" if n in g else "" for n in names) + " |")
-            real = kinds[0]["subject_by_kind"]["real"]
-            L.append("| real renders (ceiling) | " + " | ".join(
-                f"{pct(real[n][0] / real[n][1])} ({real[n][1]})" for n in names) + " |")
+            rows = [(r["name"], r["subject_by_kind"]["generated"]) for r in kinds]
+            rows.append(("real renders (ceiling)", kinds[0]["subject_by_kind"]["real"]))
+            for label, by in rows:  # by: kind -> [hits, clips]
+                L.append(f"| {label} | " + " | ".join(
+                    f"{pct(by[n][0] / by[n][1])} ({by[n][1]})" if n in by else "" for n in names) + " |")
         L += ["", "## Temporal consistency, distribution distance, drift", "",
               "| model | frame diff inside chunks | at chunk boundaries | boundary/inside | Frechet distance "
               "(probe) | drift: adherence first/last 10 s (quarter if shorter) | luma first/last |", "|---|---|---|---|---|---|---|"]
@@ -262,8 +264,8 @@ def main(argv=None):
     ap.add_argument("--long-chunks", type=int, default=80, help="drift rollout (80 chunks of 0.75 s: 60 s)")
     ap.add_argument("--switch-videos", type=int, default=None,
                     help="videos with a colour switch (default --n-videos; more events narrow the switch rows)")
-    ap.add_argument("--switch-modes", default="recache,no_recache,no_switch",
-                    help="switch modes to evaluate, of recache,no_recache,no_switch")
+    ap.add_argument("--switch-modes", default=",".join(SWITCH_MODES),
+                    help=f"switch modes to evaluate, of {','.join(SWITCH_MODES)}")
     ap.add_argument("--max-minutes", type=float, default=9.0)
     ap.add_argument("--device", default=None)
     ap.add_argument("--size", type=int, default=128, help="world frame size (the models' video size)")
@@ -276,10 +278,10 @@ def main(argv=None):
                     help="no evaluation: write the report from the eval_*.json and ranks_*.json files")
     a = ap.parse_args(argv)
     rdir = a.results_dir or a.ckpt_dir
-    unknown = set(a.switch_modes.split(",")) - {"recache", "no_recache", "no_switch"}
+    unknown = set(a.switch_modes.split(",")) - set(SWITCH_MODES)
     if unknown:
         raise SystemExit(f"eval: unknown --switch-modes {', '.join(sorted(unknown))} "
-                         "(of recache, no_recache, no_switch)")
+                         f"(of {', '.join(SWITCH_MODES)})")
     if a.report_only:
         write_report(a.out, load_results(rdir, a.models), rank_section(a.ckpt_dir), a)
         print(f"STATUS eval: wrote {a.out}", flush=True)
