@@ -101,12 +101,16 @@ class MicroTraining(unittest.TestCase):
                 by = r["subject_by_kind"][side]
                 self.assertTrue(all(0 <= h <= n for h, n in by.values()), by)
                 self.assertEqual(sum(n for _, n in by.values()), 1 * 3)  # 1 video of 3 chunks
+            for side in ("generated", "real"):  # [hits, clips] over the clips that show the subject
+                h, n = r["subject_shown"][side]
+                self.assertTrue(0 <= h <= n <= 3, r["subject_shown"])
             self.assertEqual(sorted(r["switch_events"]), ["0", "1", "2"])
             self.assertLessEqual(max(r["switch_events"].values()), 3)
             with open(report) as f:
                 text = f.read()
             self.assertIn(f"| sw ({r['switch_events']['0']} / ", text)
             self.assertIn("## Subject accuracy by kind", text)
+            self.assertIn("| subject, in the picture |", text)
             with self.assertRaises(SystemExit) as e:
                 evrun.main(["--ckpt-dir", d, "--report-only", "--switch-modes", "recache,re-cache"])
             self.assertIn("unknown --switch-modes re-cache", str(e.exception))
@@ -182,6 +186,69 @@ class MicroTraining(unittest.TestCase):
                 self.assertLess(abs(float(out[b].mean() - video[b].mean())), 0.02)
                 self.assertLess(float((blurred[b][..., 1:] - blurred[b][..., :-1]).abs().mean()),
                                 float((video[b][..., 1:] - video[b][..., :-1]).abs().mean()))
+
+    def test_subject_on_screen(self):
+        """subject_on_screen follows the renderer: a subject in the middle of a static shot is in the
+        picture and drawn; one parked past the frame's edge is out of it and changes no pixel; a drifting
+        one leaves; zooming in crops one near the edge. shown_chunks/hits_where count by chunk."""
+        import copy
+        from eval import metrics as M
+        from world import render, sample_scene, subject_on_screen
+        base = sample_scene(7, 24, 0.0, 12)
+        base.update(setting="sky", camera="static", camera_frame=0, particles="none")
+        base["subjects"] = base["subjects"][:1]
+        base["subjects"][0].update(kind="ball", size="small", motion="spinning", speed="normal", x0=0.0,
+                                   y0=0.2, enter_frame=0)
+
+        def scene(cam="static", **sub):
+            s = copy.deepcopy(base)
+            s["camera"] = cam
+            s["subjects"][0].update(sub)
+            return s
+
+        def repaint(s):  # the same scene with the subject in another colour
+            s = copy.deepcopy(s)
+            s["subjects"][0]["colour"] = "red" if s["subjects"][0]["colour"] != "red" else "blue"
+            return s
+
+        centre, outside = scene(), scene(x0=1.3)
+        on = subject_on_screen([centre, outside], 24)
+        self.assertTrue(bool(on[0].all()) and not bool(on[1].any()))
+        for s, drawn in ((centre, True), (outside, False)):
+            a, b = render([s], 24, 32), render([repaint(s)], 24, 32)
+            self.assertEqual(bool((a != b).any()), drawn)
+        drift = subject_on_screen([scene(motion="drifting_right", speed="fast", x0=0.6)], 24)[0]
+        self.assertTrue(bool(drift[0]) and not bool(drift[-1]))
+        zoom = subject_on_screen([scene("zoom_in", x0=0.8)], 48)[0]
+        self.assertTrue(bool(zoom[0]) and not bool(zoom[-1]))
+        shown = M.shown_chunks([centre, outside], 2, 12)
+        self.assertEqual([m.tolist() for m in shown], [[True, False], [True, False]])
+        chunks = [({"subject": torch.tensor([True, True])}, None), ({"subject": torch.tensor([False, True])}, None)]
+        self.assertEqual(M.hits_where(chunks, shown, "subject"), [1, 2])
+
+    def test_probe_width(self):
+        """A probe keeps its width in its checkpoint: it resumes and loads at that width, and a
+        contradicting width is refused; files written before the width was kept load at 32."""
+        from eval.probe import load_probe, train_probe
+        from world import World
+        world = World(seed=5, size=32)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "probe.pt")
+            probe, done = train_probe(world, path, 1, 2, "cpu", 5, chunk_frames=4, max_start_chunk=0,
+                                      log=lambda s: None, width=16)
+            self.assertTrue(done)
+            self.assertEqual(load_probe(path, 32)[0].width, 16)
+            probe, done = train_probe(world, path, 2, 2, "cpu", 5, chunk_frames=4, max_start_chunk=0,
+                                      log=lambda s: None)
+            self.assertEqual((probe.width, load_probe(path, 32)[1]), (16, 2))
+            with self.assertRaises(SystemExit):
+                train_probe(world, path, 3, 2, "cpu", 5, chunk_frames=4, max_start_chunk=0, log=lambda s: None,
+                            width=32)
+            ck = torch.load(path, weights_only=False)
+            del ck["width"]
+            torch.save(ck, path)
+            with self.assertRaises(RuntimeError):  # 16-wide weights do not fit the default 32
+                load_probe(path, 32)
 
     def test_widened_autoencoder(self):
         """--ae-width scales the autoencoder's channels; resuming keeps the checkpoint's shape, a

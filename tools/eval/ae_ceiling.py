@@ -22,7 +22,7 @@ TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TOOLS)
 
 from eval import metrics as M  # noqa: E402
-from eval.probe import Probe  # noqa: E402
+from eval.probe import load_probe  # noqa: E402
 from vmla_ref import init as vinit  # noqa: E402
 from world import World  # noqa: E402
 
@@ -54,9 +54,7 @@ def main(argv=None):
         encoder, decoder = train.ae_from_ckpt(ck)
     cv = cfg["stream"]["chunk_frames"] * cfg["video"]["temporal_stride"]
     size = cfg["video"]["width"]
-    probe = Probe(size=size)
-    probe.load_state_dict(torch.load(a.probe, map_location="cpu", weights_only=False)["probe"])
-    probe.eval()
+    probe = load_probe(a.probe, size)[0].eval()
     world = World(seed=12345, size=size)
     scenes = [s for s in world.scenes(50_000, 4 * a.n_videos, a.chunks * cv)
               if s["event"]["type"] == "none"][:a.n_videos]

@@ -5,7 +5,7 @@ import torch
 
 from vmla_ref import stream as vs
 from vmla_ref.model import Tokenizer
-from world import LABELS, prompt_schedule, render
+from world import LABELS, prompt_schedule, render, subject_on_screen
 
 from .probe import ATTRS, label_tensor
 
@@ -103,6 +103,20 @@ def adherence_by_class(chunks, scenes, chunk_video, attr):
             out[LABELS[attr][lab]][0] += int(ok)
             out[LABELS[attr][lab]][1] += 1
     return {name: hn for name, hn in out.items() if hn[1]}
+
+
+def shown_chunks(scenes, n_chunks, chunk_video, fps=16):
+    """Per chunk, [B] bool: the scene's main subject is in the picture (subject_on_screen) in at least
+    half of the chunk's frames. Where it is not, the real clip does not show the prompt's subject
+    either, so no probe can read it there."""
+    on = subject_on_screen(scenes, n_chunks * chunk_video, fps).float()
+    return [on[:, k * chunk_video:(k + 1) * chunk_video].mean(1) >= 0.5 for k in range(n_chunks)]
+
+
+def hits_where(chunks, masks, attr):
+    """[hits, clips] of `attr` over probe_chunks' output, counting only the clips where masks is true."""
+    hits = sum(int((acc[attr].cpu() & m).sum()) for (acc, _), m in zip(chunks, masks))
+    return [hits, sum(int(m.sum()) for m in masks)]
 
 
 def frechet(a, b):

@@ -39,7 +39,7 @@ class Probe(nn.Module):
 
     def __init__(self, size=128, width=32, emb=256):
         super().__init__()
-        self.size = size
+        self.size, self.width = size, width
         w = width
         layers, c = [], 6
         for co, stride in ((w, 2), (2 * w, 2), (4 * w, 2), (4 * w, 1), (8 * w, 2)):
@@ -98,16 +98,29 @@ def soften(video, gen, p=0.5, sigma=(0.5, 1.8), noise=0.02):
     return out
 
 
-def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12, max_start_chunk=4, log=print):
+def load_probe(path, size=128, device="cpu"):
+    """(probe, steps trained) from a probe checkpoint; its width is stored in it (files written before
+    the width was kept are of the default width, 32)."""
+    ck = torch.load(path, map_location=device, weights_only=False)
+    probe = Probe(size=size, width=ck.get("width", 32)).to(device)
+    probe.load_state_dict(ck["probe"])
+    return probe, ck["step"]
+
+
+def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12, max_start_chunk=4, log=print,
+                width=None):
     """Trains (or resumes) the probe on world renders, half of them softened (soften); returns
-    (probe.eval(), finished). Checkpoint at `path`."""
-    probe = Probe(size=min(128, world.size)).to(device)
-    opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-4)
-    step = 0
+    (probe.eval(), finished). Checkpoint at `path`. `width`: of a new probe (default 32); a resumed
+    probe keeps the width it was started with (a different `width` is an error)."""
+    size = min(128, world.size)
     if os.path.exists(path):
-        ck = torch.load(path, map_location=device, weights_only=False)
-        probe.load_state_dict(ck["probe"])
-        step = ck["step"]
+        probe, step = load_probe(path, size, device)
+        if width is not None and probe.width != width:
+            raise SystemExit(f"probe: {path} has width {probe.width}, asked for {width} "
+                             f"(use another folder for a probe of another width)")
+    else:
+        probe, step = Probe(size=size, width=width or 32).to(device), 0
+    opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=1e-4)
     t0 = time.time()
     rng = random.Random(step)
     gen = torch.Generator().manual_seed(step)
@@ -129,6 +142,7 @@ def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12,
             acc = {a: (logits[a].argmax(-1) == labels[a]).float().mean().item() for a in ATTRS}
             log(f"probe {step} loss {loss.item():.3f} " + " ".join(f"{a} {v:.2f}" for a, v in acc.items()))
     tmp = path + ".tmp"
-    torch.save({"probe": probe.state_dict(), "step": step}, tmp)  # small: Adam restarts per segment
+    # small: Adam restarts per segment
+    torch.save({"probe": probe.state_dict(), "step": step, "width": probe.width}, tmp)
     os.replace(tmp, path)
     return probe.eval(), step >= steps

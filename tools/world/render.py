@@ -474,6 +474,19 @@ def _render_frames(P, S):
     return img.clamp(0.0, 1.0)
 
 
+def subject_on_screen(scenes, n_frames, fps=16, device="cpu", frame0=0):
+    """Whether each scene's main subject is in the picture, per frame -> bool [B, n_frames]: it has
+    entered and its centre lies inside the frame after the camera's pan and zoom (the renderer's own
+    geometry, without rendering). Drifting, rising and falling subjects leave the frame for a while
+    and zooming in crops them, so some chunks of a clip show no subject at all."""
+    P = _params(scenes, n_frames, fps, frame0, device)
+    s = P["subjects"][0]
+    ux = _wrap(s["x"] - P["cam_x"], -1.4, 1.4) * P["zoom"]  # as placed by _render_frames
+    uy = s["y"] * P["zoom"]
+    shown = (s["visible"] > 0) & (ux.abs() <= 1.0) & (uy.abs() <= 1.0)
+    return shown.view(len(scenes), n_frames)
+
+
 def render(scenes, n_frames, size=128, fps=16, device="cpu", frame0=0, chunk=None):
     """Renders frames [frame0, frame0 + n_frames) of each scene -> [B, n_frames, 3, size, size] in [0, 1]."""
     P = _params(scenes, n_frames, fps, frame0, device)
