@@ -85,6 +85,8 @@ class MicroTraining(unittest.TestCase):
             for section in ("Prompt adherence", "Temporal consistency", "prompt switch", "99%-energy rank",
                             "Targets of the shipped model"):
                 self.assertIn(section, text)
+            for a in ("subject", "colour", "motion"):  # the targets again on the clips that show the subject
+                self.assertIn(f"| {a} accuracy, subject in the picture | ", text)
             # --switch-videos / --switch-modes: a larger switch evaluation of one mode; the event
             # counts per column are kept and reported
             rdir = os.path.join(d, "switch")
@@ -101,16 +103,18 @@ class MicroTraining(unittest.TestCase):
                 by = r["subject_by_kind"][side]
                 self.assertTrue(all(0 <= h <= n for h, n in by.values()), by)
                 self.assertEqual(sum(n for _, n in by.values()), 1 * 3)  # 1 video of 3 chunks
-            for side in ("generated", "real"):  # [hits, clips] over the clips that show the subject
-                h, n = r["subject_shown"][side]
-                self.assertTrue(0 <= h <= n <= 3, r["subject_shown"])
+            n = r["in_picture"]["clips"]  # hits over the clips that show the subject
+            self.assertTrue(0 <= n <= 3)
+            for side in ("generated", "real"):
+                self.assertEqual(sorted(r["in_picture"][side]), ["colour", "motion", "subject"])
+                self.assertTrue(all(0 <= h <= n for h in r["in_picture"][side].values()), r["in_picture"])
             self.assertEqual(sorted(r["switch_events"]), ["0", "1", "2"])
             self.assertLessEqual(max(r["switch_events"].values()), 3)
             with open(report) as f:
                 text = f.read()
             self.assertIn(f"| sw ({r['switch_events']['0']} / ", text)
             self.assertIn("## Subject accuracy by kind", text)
-            self.assertIn("| subject, in the picture |", text)
+            self.assertIn("| in the picture: subject / colour / motion |", text)
             with self.assertRaises(SystemExit) as e:
                 evrun.main(["--ckpt-dir", d, "--report-only", "--switch-modes", "recache,re-cache"])
             self.assertIn("unknown --switch-modes re-cache", str(e.exception))
