@@ -228,7 +228,7 @@ class MicroTraining(unittest.TestCase):
         shown = M.shown_chunks([centre, outside], 2, 12)
         self.assertEqual([m.tolist() for m in shown], [[True, False], [True, False]])
         chunks = [({"subject": torch.tensor([True, True])}, None), ({"subject": torch.tensor([False, True])}, None)]
-        self.assertEqual(M.hits_where(chunks, shown, "subject"), [1, 2])
+        self.assertEqual(M.hits_where(chunks, shown, "subject"), 1)  # of the 2 clips shown
 
     def test_probe_width(self):
         """A probe keeps its width in its checkpoint: it resumes and loads at that width, and a

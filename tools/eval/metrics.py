@@ -114,9 +114,8 @@ def shown_chunks(scenes, n_chunks, chunk_video, fps=16):
 
 
 def hits_where(chunks, masks, attr):
-    """[hits, clips] of `attr` over probe_chunks' output, counting only the clips where masks is true."""
-    hits = sum(int((acc[attr].cpu() & m).sum()) for (acc, _), m in zip(chunks, masks))
-    return [hits, sum(int(m.sum()) for m in masks)]
+    """Hits of `attr` over probe_chunks' output, counting only the clips where masks (per chunk) is true."""
+    return sum(int((acc[attr].cpu() & m).sum()) for (acc, _), m in zip(chunks, masks))
 
 
 def frechet(a, b):

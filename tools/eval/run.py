@@ -76,7 +76,7 @@ def eval_model(path, probe, world, args, dev, log, label=None):
     shown = M.shown_chunks(scenes, args.chunks, cv, cfg["video"]["fps"])
     res["in_picture"] = {"clips": sum(int(m.sum()) for m in shown)}
     for side, chunks in (("generated", pg), ("real", pr)):
-        res["in_picture"][side] = {a: M.hits_where(chunks, shown, a)[0] for a in IN_PICTURE}
+        res["in_picture"][side] = {a: M.hits_where(chunks, shown, a) for a in IN_PICTURE}
     res["subject_by_kind"] = {"generated": M.adherence_by_class(pg, scenes, cv, "subject"),
                               "real": M.adherence_by_class(pr, scenes, cv, "subject")}
     eg, er = torch.cat([c[1] for c in pg]), torch.cat([c[1] for c in pr])
