@@ -110,7 +110,7 @@ def load_probe(path, size=128, device="cpu"):
 def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12, max_start_chunk=4, log=print,
                 width=None):
     """Trains (or resumes) the probe on world renders, half of them softened (soften); returns
-    (probe.eval(), finished). Checkpoint at `path`. `width`: of a new probe (default 32); a resumed
+    (probe.eval(), finished), the steps trained in probe.steps. Checkpoint at `path`. `width`: of a new probe (default 32); a resumed
     probe keeps the width it was started with (a different `width` is an error)."""
     size = min(128, world.size)
     if os.path.exists(path):
@@ -145,4 +145,5 @@ def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12,
     # small: Adam restarts per segment
     torch.save({"probe": probe.state_dict(), "step": step, "width": probe.width}, tmp)
     os.replace(tmp, path)
+    probe.steps = step
     return probe.eval(), step >= steps

@@ -326,13 +326,12 @@ def main(argv=None):
     if not done:
         print("STATUS eval: probe incomplete: rerun the same command to resume", flush=True)
         return
-    probe_steps = torch.load(os.path.join(a.ckpt_dir, "probe.pt"), map_location="cpu", weights_only=False)["step"]
     os.makedirs(rdir, exist_ok=True)
     for label, p in parse_models(a.models):
         if not os.path.exists(p):
             raise SystemExit(f"eval: no model file {p}")
         r = eval_model(p, probe, world, a, dev, print, label)
-        r.update(probe_steps=probe_steps, probe_width=probe.width, n_videos=a.n_videos, chunks=a.chunks,
+        r.update(probe_steps=probe.steps, probe_width=probe.width, n_videos=a.n_videos, chunks=a.chunks,
                  long_chunks=a.long_chunks,
                  date=str(datetime.date.today()), device=torch.cuda.get_device_name(dev) if dev.type == "cuda"
                  else "cpu")

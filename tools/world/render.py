@@ -325,6 +325,12 @@ def _layer_coords(u, v, P, parallax):
     return X, Y
 
 
+def _placed_x(s, P):
+    """World x at which a subject is drawn: subjects wrap around the camera window (a region wider than
+    the picture) so that panning never loses them."""
+    return P["cam_x"] + _wrap(s["x"] - P["cam_x"], -1.4, 1.4)
+
+
 def _render_frames(P, S):
     dev = P["t"].device
     N = P["t"].shape[0]
@@ -406,8 +412,7 @@ def _render_frames(P, S):
     gy = torch.tensor([GROUND_Y[i] if GROUND_Y[i] is not None else -9.0 for i in range(6)], device=dev)[P["setting"]]
     z = P["zoom"][:, None, None]
     for s in P["subjects"]:
-        # subjects wrap around the camera window so that panning never loses them
-        sx = P["cam_x"] + _wrap(s["x"] - P["cam_x"], -1.4, 1.4)
+        sx = _placed_x(s, P)
         sy, r = s["y"], s["r"]
         vis = s["visible"][:, None, None]
         h_above = (sy - r - gy).clamp(min=0)
@@ -481,7 +486,7 @@ def subject_on_screen(scenes, n_frames, fps=16, device="cpu", frame0=0):
     and zooming in crops them, so some chunks of a clip show no subject at all."""
     P = _params(scenes, n_frames, fps, frame0, device)
     s = P["subjects"][0]
-    ux = _wrap(s["x"] - P["cam_x"], -1.4, 1.4) * P["zoom"]  # as placed by _render_frames
+    ux = (_placed_x(s, P) - P["cam_x"]) * P["zoom"]  # screen u = (X - cam_x) * zoom (_layer_coords)
     uy = s["y"] * P["zoom"]
     shown = (s["visible"] > 0) & (ux.abs() <= 1.0) & (uy.abs() <= 1.0)
     return shown.view(len(scenes), n_frames)
