@@ -9,7 +9,7 @@
 #                                   'python3 tools/eval/run.py --ckpt-dir .ckpt/dev --models "" --out /tmp/q.md'
 # Checkpoints live in .ckpt/dev (git-ignored, so a warm machine keeps them between calls); files
 # carried in .ckpt/carry are copied over them first (a fresh machine gets what the call needs).
-# Back here:  cat FILES_AT/ck.tar.* | tar -x -C .ckpt/dev
+# Back here:  cat FILES_AT/ck.tar.* | tar -x -C .ckpt/dev   (TAR_GZIP=1: cat FILES_AT/ck.tgz.* | tar -xz ...)
 # Carried checkpoints may be gzipped (bf16 weights shrink by about 20%): they are unpacked first.
 set -uo pipefail
 out=${OUT:-/tmp/vmla-train-out}
@@ -44,7 +44,13 @@ for ((j = 0; j < i; j++)); do
 done
 # RETURN_EXCLUDE: a regular expression of changed files not to return (intermediate checkpoints)
 (cd .ckpt/dev && find . -type f -newer "$marker" | grep -Ev "${RETURN_EXCLUDE:-^$}" | sort) > /tmp/returned.txt
-(cd .ckpt/dev && tar -T /tmp/returned.txt -cf -) | split -b 15M - "$out/ck.tar."
+# TAR_GZIP=1: gzip -1 the tar (bf16 weights shrink by about 20%), pieces ck.tgz.* instead of ck.tar.*;
+# files go in sorted order, so a return cut at the 64 MiB limit still unpacks its first files
+if [ "${TAR_GZIP:-0}" = 1 ]; then
+  (cd .ckpt/dev && tar -T /tmp/returned.txt -cf - | gzip -1) | split -b 15M - "$out/ck.tgz."
+else
+  (cd .ckpt/dev && tar -T /tmp/returned.txt -cf -) | split -b 15M - "$out/ck.tar."
+fi
 echo "== returned: $(tr '\n' ' ' < /tmp/returned.txt)"
 for ((j = 0; j < i; j++)); do
   echo "== job $j (exit ${rcs[$j]}):"
