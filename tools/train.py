@@ -83,11 +83,41 @@ def micro_config(cfg):
 
 
 def load_cfg(args, attention):
+    """The model configuration of a stage: resources/configs, at micro size with --micro, with the DiT
+    depth of --layers or else of the teacher in the checkpoint folder (every model of a chain has its
+    teacher's depth)."""
     name = "tiny.json" if attention == "mla" else "tiny-mha.json"
     cfg = vm.load_config(os.path.join(ROOT, "resources", "configs", name))
     if args.micro:
         cfg = micro_config(cfg)
-    return file_config(cfg, vocabulary())
+    cfg = file_config(cfg, vocabulary())
+    tpath = ckpt_path(args, "teacher")
+    have = torch.load(tpath, map_location="cpu", **_WO)["cfg"]["layers"] if os.path.exists(tpath) else None
+    if args.layers and have and args.layers != have:
+        raise SystemExit(f"--layers {args.layers}: the teacher in {args.ckpt_dir} has {have} layers; to grow a "
+                         f"teacher, start one in a new folder with --init-from {tpath} --layers {args.layers}")
+    cfg["layers"] = args.layers or have or cfg["layers"]
+    return cfg
+
+
+def grow_blocks(state, old_layers, new_layers):
+    """A DiT state dict of old_layers blocks made into one of new_layers that computes the same function:
+    the old blocks spread evenly (block i to i * new // old), each new block a copy of the block before
+    it with its three output projections (self-attention, cross-attention, feed-forward) zeroed, so it
+    adds nothing until training moves them (progressive stacking, function-preserving)."""
+    if new_layers < old_layers:
+        raise SystemExit(f"cannot shrink a DiT of {old_layers} blocks to {new_layers}")
+    at = [i * new_layers // old_layers for i in range(old_layers)]
+    source = [max(i for i in range(old_layers) if at[i] <= n) for n in range(new_layers)]
+    zeroed = ("self_attn.o.", "cross_attn.o.", "ffn.2.")
+    out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
+    for n, i in enumerate(source):
+        for k, v in state.items():
+            if k.startswith(f"blocks.{i}."):
+                rest = k[len(f"blocks.{i}."):]
+                fresh = at[i] != n and rest.startswith(zeroed)
+                out[f"blocks.{n}.{rest}"] = torch.zeros_like(v) if fresh else v.clone()
+    return out
 
 
 def vocabulary():
@@ -607,7 +637,11 @@ def stage_flow(args, dev, stage):
         init = load_ckpt(args.init_from)
         if init is None or init.get("stage") != "teacher":
             raise SystemExit(f"teacher: --init-from {args.init_from} is not a teacher checkpoint")
-        model.load_state_dict(weights(init))  # a warm start: steps, schedule and EMA begin afresh
+        w, had = weights(init), init["cfg"]["layers"]
+        if had != cfg["layers"]:  # --layers deeper than the checkpoint: grow it, same function at step 0
+            w = grow_blocks(w, had, cfg["layers"])
+            print(f"teacher: grown from {had} to {cfg['layers']} blocks", flush=True)
+        model.load_state_dict(w)  # a warm start: steps, schedule and EMA begin afresh
     if stage == "finetune":
         if ck is None:
             cck = require(args, "convert")
@@ -945,6 +979,10 @@ def parse(argv=None):
     ap.add_argument("--init-from", default=None,
                     help="teacher: start from the weights of another teacher checkpoint (e.g. one trained on "
                          "an earlier autoencoder) instead of a fresh initialisation")
+    ap.add_argument("--layers", type=int, default=None,
+                    help="DiT blocks (default: the teacher's in --ckpt-dir, else the config's); with teacher "
+                         "--init-from a shallower teacher, its blocks are spread out and the new ones start "
+                         "as identities")
     ap.add_argument("--ae-width", type=float, default=1.0,
                     help="ae: scale every channel count of the encoder and decoder of resources/configs "
                          "(since 2026-11-27 those hold the shipped, twice-wide shape; later stages and the "

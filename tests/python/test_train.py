@@ -270,6 +270,43 @@ class MicroTraining(unittest.TestCase):
             self.assertEqual(sum(p.numel() for p in enc.parameters()),
                              sum(p.numel() for p in train.build_ae(ck["cfg"])[0].parameters()))
 
+    def test_grown_teacher(self):
+        """--layers with teacher --init-from a shallower teacher: the old blocks are spread out, the new
+        ones start as identities, so the grown DiT computes what the old one did (random weights, with
+        every block's output projections non-zero); later stages take the teacher's depth."""
+        cfg = train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs/tiny-mha.json")))
+        cfg = vinit.file_config(cfg, _util.vocabulary())
+        old = vinit.random_model(cfg, _util.vocabulary(), 1, "strong").eval()
+        grown_state = train.grow_blocks(old.state_dict(), 2, 5)
+        new = vinit.random_model(dict(cfg, layers=5), _util.vocabulary(), 2, "strong").eval()
+        new.load_state_dict(grown_state)
+        # block 0 -> 0, block 1 -> 2; blocks 1, 3, 4 are copies with zeroed outputs
+        self.assertTrue(torch.equal(new.blocks[2].ffn[0].weight, old.blocks[1].ffn[0].weight))
+        self.assertTrue(torch.equal(new.blocks[1].self_attn.q.weight, old.blocks[0].self_attn.q.weight))
+        self.assertEqual(float(new.blocks[4].cross_attn.o.weight.abs().sum()), 0.0)
+        self.assertGreater(float(old.blocks[1].cross_attn.o.weight.abs().sum()), 0.0)
+        torch.manual_seed(0)
+        x, text = torch.randn(1, 2, 16, 4, 4), torch.randn(1, cfg["text_len"], cfg["text_dim"])
+        with torch.no_grad():
+            a, _ = old.dit_pass(x, 500.0, old.cross_kv(text))
+            b, _ = new.dit_pass(x, 500.0, new.cross_kv(text))
+        self.assertGreater(float(a.abs().mean()), 0.0)
+        self.assertLess(float((a - b).abs().max() / a.abs().max()), 1e-5)
+        with self.assertRaises(SystemExit):
+            train.grow_blocks(old.state_dict(), 2, 1)
+        with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as d2:
+            run("ae", d, "--steps", "1")
+            run("teacher", d, "--steps", "1")
+            run("ae", d2, "--steps", "1")
+            out = run("teacher", d2, "--steps", "1", "--init-from", os.path.join(d, "teacher.pt"), "--layers", "3")
+            self.assertIn("grown from 2 to 3 blocks", out)
+            self.assertIn("step=1/1 done", out)
+            # the chain after the teacher is as deep as it, with no --layers; a contradicting one is an error
+            run("convert", d2)
+            self.assertEqual(train.load_ckpt(os.path.join(d2, "convert.pt"))["cfg"]["layers"], 3)
+            with self.assertRaises(SystemExit):
+                run("finetune", d2, "--steps", "1", "--layers", "4")
+
     def test_spectral_conversion_of_dense_attention(self):
         """With d_c and d_q at full rank, the spectral init reproduces the MHA attention logits of
         the nope channels (norm calibration aside), and the rope key is the heads' mean."""
