@@ -103,6 +103,10 @@ class MicroTraining(unittest.TestCase):
                 by = r["subject_by_kind"][side]
                 self.assertTrue(all(0 <= h <= n for h, n in by.values()), by)
                 self.assertEqual(sum(n for _, n in by.values()), 1 * 3)  # 1 video of 3 chunks
+                # the misreadings are the misses: as many clips as the kinds' clips minus their hits
+                mis = r["subject_misread"][side]
+                self.assertEqual(sum(mis.values()), sum(n - h for h, n in by.values()), mis)
+                self.assertTrue(all(k.split(">")[0] != k.split(">")[1] for k in mis), mis)
             n = r["in_picture"]["clips"]  # hits over the clips that show the subject
             self.assertTrue(0 <= n <= 3)
             for side in ("generated", "real"):
@@ -114,6 +118,7 @@ class MicroTraining(unittest.TestCase):
                 text = f.read()
             self.assertIn(f"| sw ({r['switch_events']['0']} / ", text)
             self.assertIn("## Subject accuracy by kind", text)
+            self.assertIn("Most frequent misreadings of the subject", text)
             self.assertIn("| in the picture: subject / colour / motion |", text)
             with self.assertRaises(SystemExit) as e:
                 evrun.main(["--ckpt-dir", d, "--report-only", "--switch-modes", "recache,re-cache"])

@@ -79,13 +79,15 @@ def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, r
 
 @torch.no_grad()
 def probe_chunks(probe, video, scenes, chunk_video):
-    """Per chunk: (accuracy dict attr -> [B] bool tensor, embeddings [B, E])."""
+    """Per chunk: (accuracy dict attr -> [B] bool tensor, embeddings [B, E], readings dict attr -> [B]
+    class index)."""
     out = []
     for k in range(video.shape[1] // chunk_video):
         clip = video[:, k * chunk_video:(k + 1) * chunk_video]
         logits, emb = probe(clip)
         labels = label_tensor(scenes, k * chunk_video, chunk_video, video.device)
-        out.append(({a: logits[a].argmax(-1) == labels[a] for a in ATTRS}, emb.float()))
+        read = {a: logits[a].argmax(-1) for a in ATTRS}
+        out.append(({a: read[a] == labels[a] for a in ATTRS}, emb.float(), read))
     return out
 
 
@@ -97,12 +99,25 @@ def adherence(chunks):
 def adherence_by_class(chunks, scenes, chunk_video, attr):
     """Probe accuracy of `attr` per true class over probe_chunks' output: {class name: [hits, clips]}."""
     out = {name: [0, 0] for name in LABELS[attr]}
-    for k, (acc, _) in enumerate(chunks):
+    for k, (acc, *_) in enumerate(chunks):
         labels = label_tensor(scenes, k * chunk_video, chunk_video, "cpu")[attr]
         for ok, lab in zip(acc[attr].tolist(), labels.tolist()):
             out[LABELS[attr][lab]][0] += int(ok)
             out[LABELS[attr][lab]][1] += 1
     return {name: hn for name, hn in out.items() if hn[1]}
+
+
+def misreadings(chunks, scenes, chunk_video, attr):
+    """The probe's wrong readings of `attr` over probe_chunks' output: {"true>read": clips}, most
+    frequent first (which subject a model draws instead of the prompted one)."""
+    out = {}
+    for k, (_, _, read) in enumerate(chunks):
+        labels = label_tensor(scenes, k * chunk_video, chunk_video, "cpu")[attr]
+        for got, lab in zip(read[attr].tolist(), labels.tolist()):
+            if got != lab:
+                key = f"{LABELS[attr][lab]}>{LABELS[attr][got]}"
+                out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def shown_chunks(scenes, n_chunks, chunk_video, fps=16):
@@ -115,7 +130,7 @@ def shown_chunks(scenes, n_chunks, chunk_video, fps=16):
 
 def hits_where(chunks, masks, attr):
     """Hits of `attr` over probe_chunks' output, counting only the clips where masks (per chunk) is true."""
-    return sum(int((acc[attr].cpu() & m).sum()) for (acc, _), m in zip(chunks, masks))
+    return sum(int((acc[attr].cpu() & m).sum()) for (acc, *_), m in zip(chunks, masks))
 
 
 def frechet(a, b):

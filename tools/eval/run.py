@@ -79,6 +79,8 @@ def eval_model(path, probe, world, args, dev, log, label=None):
         res["in_picture"][side] = {a: M.hits_where(chunks, shown, a) for a in IN_PICTURE}
     res["subject_by_kind"] = {"generated": M.adherence_by_class(pg, scenes, cv, "subject"),
                               "real": M.adherence_by_class(pr, scenes, cv, "subject")}
+    res["subject_misread"] = {"generated": M.misreadings(pg, scenes, cv, "subject"),
+                              "real": M.misreadings(pr, scenes, cv, "subject")}
     eg, er = torch.cat([c[1] for c in pg]), torch.cat([c[1] for c in pr])
     res["fd"] = M.frechet(eg, er)
     res["fd_real_split"] = M.frechet(er[: len(er) // 2], er[len(er) // 2:])
@@ -252,6 +254,14 @@ def write_report(path, results, ranks, args):
             for label, by in rows:  # by: kind -> [hits, clips]
                 L.append(f"| {label} | " + " | ".join(
                     f"{pct(by[n][0] / by[n][1])} ({by[n][1]})" if n in by else "" for n in names) + " |")
+            misread = [r for r in results if "subject_misread" in r]
+            if misread:
+                L += ["", "Most frequent misreadings of the subject (prompted > read, clips):", ""]
+                rows = [(r["name"], r["subject_misread"]["generated"]) for r in misread]
+                rows.append(("real renders", misread[0]["subject_misread"]["real"]))
+                for label, mis in rows:
+                    top = ", ".join(f"{k.replace('>', ' as ')} {n}" for k, n in list(mis.items())[:6])
+                    L.append(f"- {label}: {top or 'none'}")
         L += ["", "## Temporal consistency, distribution distance, drift", "",
               "| model | frame diff inside chunks | at chunk boundaries | boundary/inside | Frechet distance "
               "(probe) | drift: adherence first/last 10 s (quarter if shorter) | luma first/last |", "|---|---|---|---|---|---|---|"]
