@@ -96,27 +96,29 @@ def adherence(chunks):
     return {a: float(torch.stack([c[0][a] for c in chunks]).float().mean()) for a in ATTRS}
 
 
+def readings_by_class(chunks, scenes, chunk_video, attr):
+    """How the probe read `attr` over probe_chunks' output, per true class: {true name: {read name:
+    clips}} (a confusion table of the classes that occur)."""
+    out = {}
+    for k, (_, _, read) in enumerate(chunks):
+        labels = label_tensor(scenes, k * chunk_video, chunk_video, "cpu")[attr]
+        for got, lab in zip(read[attr].tolist(), labels.tolist()):
+            row = out.setdefault(LABELS[attr][lab], {})
+            row[LABELS[attr][got]] = row.get(LABELS[attr][got], 0) + 1
+    return out
+
+
 def adherence_by_class(chunks, scenes, chunk_video, attr):
     """Probe accuracy of `attr` per true class over probe_chunks' output: {class name: [hits, clips]}."""
-    out = {name: [0, 0] for name in LABELS[attr]}
-    for k, (acc, *_) in enumerate(chunks):
-        labels = label_tensor(scenes, k * chunk_video, chunk_video, "cpu")[attr]
-        for ok, lab in zip(acc[attr].tolist(), labels.tolist()):
-            out[LABELS[attr][lab]][0] += int(ok)
-            out[LABELS[attr][lab]][1] += 1
-    return {name: hn for name, hn in out.items() if hn[1]}
+    table = readings_by_class(chunks, scenes, chunk_video, attr)
+    return {name: [table[name].get(name, 0), sum(table[name].values())] for name in LABELS[attr] if name in table}
 
 
 def misreadings(chunks, scenes, chunk_video, attr):
     """The probe's wrong readings of `attr` over probe_chunks' output: {"true>read": clips}, most
     frequent first (which subject a model draws instead of the prompted one)."""
-    out = {}
-    for k, (_, _, read) in enumerate(chunks):
-        labels = label_tensor(scenes, k * chunk_video, chunk_video, "cpu")[attr]
-        for got, lab in zip(read[attr].tolist(), labels.tolist()):
-            if got != lab:
-                key = f"{LABELS[attr][lab]}>{LABELS[attr][got]}"
-                out[key] = out.get(key, 0) + 1
+    table = readings_by_class(chunks, scenes, chunk_video, attr)
+    out = {f"{t}>{r}": n for t, row in table.items() for r, n in row.items() if r != t}
     return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
