@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import struct
 import tempfile
 import unittest
 from contextlib import redirect_stdout
@@ -13,6 +14,7 @@ import export  # noqa: E402
 import train  # noqa: E402
 from vmla_ref import init as vinit  # noqa: E402
 from vmla_ref import st  # noqa: E402
+from world import LABELS as world_labels  # noqa: E402
 
 COMMON = ["--micro", "--batch", "2", "--chunks", "3", "--log-every", "1", "--device", "cpu", "--pool", "4"]
 
@@ -123,6 +125,23 @@ class MicroTraining(unittest.TestCase):
             with self.assertRaises(SystemExit) as e:
                 evrun.main(["--ckpt-dir", d, "--report-only", "--switch-modes", "recache,re-cache"])
             self.assertIn("unknown --switch-modes re-cache", str(e.exception))
+            # misread_sheet: the evaluation's clips read as one kind, a row of 3 + 3 frames per clip;
+            # the barely trained probe reads (nearly) one kind for everything, so some kind has clips
+            from eval import misread_sheet
+            sheet, wrote = os.path.join(d, "sheet.png"), []
+            for kind in world_labels["subject"]:
+                try:
+                    with redirect_stdout(io.StringIO()):
+                        misread_sheet.main(["--model", paths[0], "--probe", os.path.join(d, "probe.pt"), "--out",
+                                            sheet, "--as", kind, "--n-videos", "2", "--chunks", "3", "--rows", "2"])
+                    wrote.append(kind)
+                except SystemExit as e:
+                    self.assertIn(f"is read as a {kind}", str(e))
+            self.assertTrue(wrote)
+            with open(sheet, "rb") as f:
+                w, h = struct.unpack(">II", f.read(24)[16:24])
+            self.assertEqual(w, 6 * 32 + 6)
+            self.assertIn(h, (32, 2 * 32 + 4))
 
     def test_subject_weighted_autoencoder_loss(self):
         """--fg-weight: the weight map marks exactly the pixels a subject changes (plus a 2-pixel rim)
@@ -274,6 +293,15 @@ class MicroTraining(unittest.TestCase):
             enc = train.load_encoder(train.parse(["--stage", "teacher", "--ckpt-dir", d, "--micro"]), base, "cpu")
             self.assertEqual(sum(p.numel() for p in enc.parameters()),
                              sum(p.numel() for p in train.build_ae(ck["cfg"])[0].parameters()))
+
+    def test_misread_sheet_rows(self):
+        """misread_sheet.pick: one row per video, new prompted kinds first, in clip order."""
+        from eval.misread_sheet import pick
+        clips = [(0, 0, "car"), (1, 0, "car"), (2, 0, "star"), (0, 1, "car"), (3, 1, "fish"), (4, 2, "car")]
+        self.assertEqual(pick(clips, 3), [(0, 0, "car"), (2, 0, "star"), (3, 1, "fish")])
+        self.assertEqual(pick(clips, 5), [(0, 0, "car"), (2, 0, "star"), (3, 1, "fish"), (1, 0, "car"),
+                                          (4, 2, "car")])
+        self.assertEqual(pick([], 4), [])
 
     def test_grown_teacher(self):
         """--layers with teacher --init-from a shallower teacher: the old blocks are spread out, the new

@@ -55,7 +55,7 @@ def main(argv=None):
     cv = cfg["stream"]["chunk_frames"] * cfg["video"]["temporal_stride"]
     size = cfg["video"]["width"]
     probe = load_probe(a.probe, size)[0].eval()
-    world = World(seed=12345, size=size)
+    world = World(seed=M.WORLD_SEED, size=size)
     scenes = [s for s in world.scenes(50_000, 4 * a.n_videos, a.chunks * cv)
               if s["event"]["type"] == "none"][:a.n_videos]
     real = M.real_video(scenes, a.chunks * cv, size, dev)

@@ -64,8 +64,7 @@ def eval_model(path, probe, world, args, dev, log, label=None):
            else 2 * cfg["heads"] * cfg["head_dim"],
            "sampler": f"{cfg['sampler']['kind']} x{len(cfg['sampler']['timesteps'])}"}
     # adherence, temporal consistency, distribution distance (scenes without events)
-    scenes = [s for s in world.scenes(50_000, 4 * args.n_videos, args.chunks * cv)
-              if s["event"]["type"] == "none"][:args.n_videos]
+    scenes = M.eval_scenes(world, args.n_videos, args.chunks * cv)
     t0 = time.time()
     gen = M.generate(model, vocab, scenes, args.chunks, dev, seed=1)
     res["gen_seconds"] = time.time() - t0
@@ -330,7 +329,7 @@ def main(argv=None):
         print(f"STATUS eval: wrote {a.out}", flush=True)
         return
     dev = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    world = World(seed=12345, size=a.size)
+    world = World(seed=M.WORLD_SEED, size=a.size)
     probe, done = train_probe(world, os.path.join(a.ckpt_dir, "probe.pt"), a.probe_steps, a.probe_batch, dev,
                               a.max_minutes * 0.6, log=lambda s: print(s, flush=True), width=a.probe_width)
     if not done:
