@@ -96,28 +96,34 @@ def adherence(chunks):
     return {a: float(torch.stack([c[0][a] for c in chunks]).float().mean()) for a in ATTRS}
 
 
-def readings_by_class(chunks, scenes, chunk_video, attr):
-    """How the probe read `attr` over probe_chunks' output, per true class: {true name: {read name:
-    clips}} (a confusion table of the classes that occur)."""
-    out = {}
+def readings(chunks, scenes, chunk_video, attr):
+    """Every clip's reading of `attr` over probe_chunks' output, in chunk order: (video, chunk, true
+    class name, read class name)."""
     for k, (_, _, read) in enumerate(chunks):
         labels = label_tensor(scenes, k * chunk_video, chunk_video, "cpu")[attr]
-        for got, lab in zip(read[attr].tolist(), labels.tolist()):
-            row = out.setdefault(LABELS[attr][lab], {})
-            row[LABELS[attr][got]] = row.get(LABELS[attr][got], 0) + 1
+        for b, (got, lab) in enumerate(zip(read[attr].tolist(), labels.tolist())):
+            yield b, k, LABELS[attr][lab], LABELS[attr][got]
+
+
+def readings_by_class(chunks, scenes, chunk_video, attr):
+    """How the probe read `attr` over probe_chunks' output, per true class: {true name: {read name:
+    clips}} (a confusion table of the classes that occur); adherence_by_class and misreadings read it."""
+    out = {}
+    for _, _, true, got in readings(chunks, scenes, chunk_video, attr):
+        row = out.setdefault(true, {})
+        row[got] = row.get(got, 0) + 1
     return out
 
 
-def adherence_by_class(chunks, scenes, chunk_video, attr):
-    """Probe accuracy of `attr` per true class over probe_chunks' output: {class name: [hits, clips]}."""
-    table = readings_by_class(chunks, scenes, chunk_video, attr)
+def adherence_by_class(table, attr):
+    """Probe accuracy per true class of a readings_by_class table: {class name: [hits, clips]}, in the
+    order of LABELS[attr]."""
     return {name: [table[name].get(name, 0), sum(table[name].values())] for name in LABELS[attr] if name in table}
 
 
-def misreadings(chunks, scenes, chunk_video, attr):
-    """The probe's wrong readings of `attr` over probe_chunks' output: {"true>read": clips}, most
-    frequent first (which subject a model draws instead of the prompted one)."""
-    table = readings_by_class(chunks, scenes, chunk_video, attr)
+def misreadings(table):
+    """The wrong readings of a readings_by_class table: {"true>read": clips}, most frequent first (which
+    subject a model draws instead of the prompted one)."""
     out = {f"{t}>{r}": n for t, row in table.items() for r, n in row.items() if r != t}
     return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 

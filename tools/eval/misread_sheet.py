@@ -61,13 +61,8 @@ def main(argv=None):
     scenes = M.eval_scenes(World(seed=M.WORLD_SEED, size=size), a.n_videos, a.chunks * cv)
     gen = M.generate(model, vocab, scenes, a.chunks, dev, seed=1).cpu()
     real = M.real_video(scenes, a.chunks * cv, size, dev).cpu()
-    target = LABELS["subject"].index(a.read_as)
-    clips = []
-    for k, (_, _, read) in enumerate(M.probe_chunks(probe, gen.to(dev), scenes, cv)):
-        labels = M.label_tensor(scenes, k * cv, cv, "cpu")["subject"].tolist()
-        for b, got in enumerate(read["subject"].tolist()):
-            if got == target and labels[b] != target:
-                clips.append((b, k, LABELS["subject"][labels[b]]))
+    clips = [(b, k, true) for b, k, true, got in M.readings(M.probe_chunks(probe, gen.to(dev), scenes, cv), scenes,
+                                                             cv, "subject") if got == a.read_as != true]
     chosen = pick(clips, a.rows)
     if not chosen:
         raise SystemExit(f"misread_sheet: no clip of {a.model} is read as a {a.read_as}")

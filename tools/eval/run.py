@@ -76,10 +76,10 @@ def eval_model(path, probe, world, args, dev, log, label=None):
     res["in_picture"] = {"clips": sum(int(m.sum()) for m in shown)}
     for side, chunks in (("generated", pg), ("real", pr)):
         res["in_picture"][side] = {a: M.hits_where(chunks, shown, a) for a in IN_PICTURE}
-    res["subject_by_kind"] = {"generated": M.adherence_by_class(pg, scenes, cv, "subject"),
-                              "real": M.adherence_by_class(pr, scenes, cv, "subject")}
-    res["subject_misread"] = {"generated": M.misreadings(pg, scenes, cv, "subject"),
-                              "real": M.misreadings(pr, scenes, cv, "subject")}
+    table = {"generated": M.readings_by_class(pg, scenes, cv, "subject"),
+             "real": M.readings_by_class(pr, scenes, cv, "subject")}
+    res["subject_by_kind"] = {side: M.adherence_by_class(t, "subject") for side, t in table.items()}
+    res["subject_misread"] = {side: M.misreadings(t) for side, t in table.items()}
     eg, er = torch.cat([c[1] for c in pg]), torch.cat([c[1] for c in pr])
     res["fd"] = M.frechet(eg, er)
     res["fd_real_split"] = M.frechet(er[: len(er) // 2], er[len(er) // 2:])
