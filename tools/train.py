@@ -13,6 +13,14 @@ Every stage resumes from CK/<stage>.pt, saves every --save-minutes and stops cle
 stages' checkpoints from the same folder. bf16 autocast on CUDA; --micro runs a tiny configuration
 on the CPU (tests).
 
+Several GPUs: teacher, finetune and student also run data-parallel, one process a GPU:
+
+    torchrun --nproc_per_node 4 tools/train.py --stage teacher --ckpt-dir CK --max-minutes 9
+
+--batch is then per process (4 processes of 64 clips: 256 a step); each process draws its own
+clips, gradients are averaged before every step, and rank 0 prints and writes the checkpoints,
+which are the same as a one-process run's and resume either way.
+
 Stages:
 - ae: TAEHV-style encoder/decoder (4x time, 8x space, 16 channels) on world clips; reconstruction
   plus a latent-scale regulariser (latents ~ unit variance: the DiT uses them unscaled) and noise
@@ -39,6 +47,7 @@ import sys
 import time
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
@@ -134,7 +143,10 @@ SHARD_BYTES = 15 * 2**20  # the device tool returns files of at most 16 MiB
 
 def save_ckpt(path, obj, compact=True):
     """Writes obj (a dict whose dict values of tensors are state dicts) as `path` plus shards
-    `path[:-3].s{i}.pt` of at most SHARD_BYTES. compact: floating tensors stored as bf16."""
+    `path[:-3].s{i}.pt` of at most SHARD_BYTES. compact: floating tensors stored as bf16. Under
+    torchrun only rank 0 writes (every process holds the same weights)."""
+    if PAR.rank > 0:
+        return
     meta, tensors = {}, []
     for k, v in obj.items():
         if isinstance(v, dict) and v and all(torch.is_tensor(t) for t in v.values()):
@@ -238,6 +250,8 @@ def copy_out(args):
 
 def save_ranks(args, name, model):
     """Writes CK/ranks_<name>.json (99%-energy ranks of the attention operators) for the report."""
+    if PAR.rank > 0:
+        return
     from eval.metrics import attention_ranks
     sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     cfg = dict(model.cfg, mla=model.cfg.get("mla", {"kv_latent": load_cfg(args, "mla")["mla"]["kv_latent"]}))
@@ -268,6 +282,9 @@ def autocast(device):
 
 def setup_device(args):
     dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and PAR.world > 1:
+        dev = torch.device("cuda", PAR.local)
+        torch.cuda.set_device(dev)
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -315,6 +332,71 @@ class Clock:
 def status(stage, step, total, done, extra=""):
     state = "done" if done else "incomplete: rerun the same command to resume"
     print(f"STATUS stage={stage} step={step}/{total} {state} {extra}", flush=True)
+
+
+class Parallel:
+    """Data parallelism under torchrun (one process a GPU; teacher, finetune and student): each
+    process draws its own batches, gradients are averaged before every optimizer step, the clock's
+    decisions (save, stop) are taken together, and only rank 0 prints and writes. --batch is per
+    process, so N processes train on N times the batch. Without torchrun: one process, no-ops."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local = int(os.environ.get("LOCAL_RANK", "0"))
+
+    def start(self, dev):
+        if self.world > 1:
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            if self.rank > 0:  # one log: rank 0's
+                sys.stdout = open(os.devnull, "w")
+
+    def stop(self):
+        if self.world > 1:
+            dist.destroy_process_group()
+
+    def average(self, params):
+        """Averages the gradients of params over the processes (a missing gradient counts as zero)."""
+        if self.world == 1:
+            return
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        flat /= self.world
+        i = 0
+        for p in params:
+            p.grad.copy_(flat[i:i + p.numel()].view_as(p))
+            i += p.numel()
+
+    def agree(self, *flags):
+        """Each flag true if it is true in any process, so that every process saves and stops together."""
+        if self.world == 1:
+            return flags
+        t = torch.tensor([float(f) for f in flags], device=self.device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return tuple(bool(v) for v in t.tolist())
+
+    def mean(self, *values):
+        """Means over the processes of scalar tensors (the logged losses)."""
+        if self.world == 1:
+            return tuple(float(v) for v in values)
+        t = torch.stack([v.detach().float().reshape(()) for v in values]).to(self.device())
+        dist.all_reduce(t)
+        return tuple((t / self.world).tolist())
+
+    def broadcast(self, module):
+        """Rank 0's weights (and buffers) into every process's copy of module."""
+        if self.world > 1:
+            for t in module.state_dict().values():
+                dist.broadcast(t, 0)
+
+    def device(self):
+        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+PAR = Parallel()
 
 
 # --------------------------------------------------------------------------------------------
@@ -579,9 +661,10 @@ def stage_ae(args, dev):
                 fg = f" subject psnr {-10 * math.log10(max(mse_fg.item(), 1e-10)):.2f} ({100 * m.mean().item():.1f}% px)"
             print(f"ae {step} loss {loss.item():.4f} psnr {psnr:.2f}{fg} z_std {z.std().item():.3f} "
                   f"{clock.step_time * 1000:.0f} ms/step", flush=True)
-        if clock.should_save():
+        save_now, stop = PAR.agree(clock.should_save(), clock.out_of_time())
+        if save_now:
             save()
-        if clock.out_of_time():
+        if stop:
             break
     save(done=step >= steps)
     status("ae", step, steps, step >= steps)
@@ -605,7 +688,7 @@ def fm_batch(args, data, enc, dev, step, batch, n_chunks, cfg, pool=None):
         if mask is not None:
             weight = 1.0 + args.fg_weight * mask
     else:
-        video, scenes = data.clips(step, batch, n_chunks)
+        video, scenes = data.clips(step * PAR.world + PAR.rank, batch, n_chunks)
         x0 = encode_video(enc, video, dev)
     noise = torch.randn_like(x0)
     K, F_ = n_chunks, cfg["stream"]["chunk_frames"]
@@ -662,13 +745,15 @@ def stage_flow(args, dev, stage):
         step = start = ck["step"]
         if step >= steps:
             return status(stage, step, steps, True)
+    PAR.broadcast(model)  # a fresh initialisation differs by process
+    PAR.broadcast(ema)
     enc = load_encoder(args, cfg, dev)
     data = Data(args, cfg, dev)
     clock = Clock(args)
     if args.profile:
         return profile_flow(args, dev, model, enc, data, cfg, batch, K)
     pool = LatentPool(data, enc, dev, max(batch, args.pool), K, max(1, batch // 4) if args.pool else 0,
-                      args.seed * 1009 + step, masks=args.fg_weight > 0)
+                      args.seed * 1009 + step + 1_000_003 * PAR.rank, masks=args.fg_weight > 0)
 
     def save(done=False):
         # teacher: raw + EMA while training (46 MB), EMA when done; finetune: raw while training,
@@ -702,17 +787,20 @@ def stage_flow(args, dev, stage):
             total = loss + args.distill * loss_d
         opt.zero_grad(set_to_none=True)
         total.backward()
+        PAR.average(trainable)
         gn = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         ema_update(ema, model, (0.999 if stage == "teacher" else 0.995) if step - start > 200 else 0.99)
         step += 1
         clock.tick(time.time() - t0)
         if step % args.log_every == 0 or step == 1:
-            print(f"{stage} {step} fm {loss.item():.4f} distill {loss_d.item():.4f} gn {float(gn):.2f} "
+            lf, ld = PAR.mean(loss, loss_d)
+            print(f"{stage} {step} fm {lf:.4f} distill {ld:.4f} gn {float(gn):.2f} "
                   f"lr {opt.param_groups[0]['lr']:.2e} {clock.step_time * 1000:.0f} ms/step", flush=True)
-        if clock.should_save():
+        save_now, stop = PAR.agree(clock.should_save(), clock.out_of_time())
+        if save_now:
             save()
-        if clock.out_of_time():
+        if stop:
             break
     save(done=step >= steps)
     status(stage, step, steps, step >= steps)
@@ -883,7 +971,7 @@ def stage_student(args, dev):
     st, sm = cfg["stream"], cfg["sampler"]
     C = cfg["in_channels"]
     h, w = vm.latent_grid(cfg)[:2]
-    rng = random.Random(args.seed * 7 + step)
+    rng = random.Random(args.seed * 7 + step + 7919 * PAR.rank)
 
     def rollout(prompts, grad):
         p1, p2, use2, rc = prompts
@@ -905,7 +993,7 @@ def stage_student(args, dev):
 
     while step < steps:
         t0 = time.time()
-        _, scenes = data.clips(step, batch, K, render=False)
+        _, scenes = data.clips(step * PAR.world + PAR.rank, batch, K, render=False)
         prompts = prompt_plan(data, scenes, K, drop=0.0, rng=rng)
         p1, p2, use2, rc = prompts
         # fake score: flow matching on the generator's current outputs (re-initialised from the
@@ -920,6 +1008,7 @@ def stage_student(args, dev):
                 loss_f = F.mse_loss(vf, noise - x)
             opt_f.zero_grad(set_to_none=True)
             loss_f.backward()
+            PAR.average(f_params)
             torch.nn.utils.clip_grad_norm_(f_params, 1.0)
             opt_f.step()
         # generator: DMD gradient on its own rollout
@@ -941,17 +1030,20 @@ def stage_student(args, dev):
             loss_g = 0.5 * F.mse_loss(x, (x - grad).detach())
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        PAR.average(g_params)
         gn = torch.nn.utils.clip_grad_norm_(g_params, 1.0)
         opt_g.step()
         ema_update(ema, gen, 0.99 if step - start > 50 else 0.9)
         step += 1
         clock.tick(time.time() - t0)
         if step % args.log_every == 0 or step == 1:
-            print(f"{name} {step} dmd {loss_g.item():.4f} fake {loss_f.item():.4f} gn {float(gn):.2f} "
+            lg, lf = PAR.mean(loss_g, loss_f)
+            print(f"{name} {step} dmd {lg:.4f} fake {lf:.4f} gn {float(gn):.2f} "
                   f"x_std {x.std().item():.3f} {clock.step_time * 1000:.0f} ms/step", flush=True)
-        if clock.should_save():
+        save_now, stop = PAR.agree(clock.should_save(), clock.out_of_time())
+        if save_now:
             save()
-        if clock.out_of_time():
+        if stop:
             break
     save(done=step >= steps)
     status(name, step, steps, step >= steps)
@@ -967,7 +1059,7 @@ def parse(argv=None):
     ap.add_argument("--max-minutes", type=float, default=9.0)
     ap.add_argument("--save-minutes", type=float, default=3.0)
     ap.add_argument("--steps", type=int, default=None, help="total steps of the stage (default per stage)")
-    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=None, help="clips a step (under torchrun: per process)")
     ap.add_argument("--chunks", type=int, default=None, help="chunks per training clip")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--lr-fake", type=float, default=1e-4)
@@ -1008,17 +1100,23 @@ def main(argv=None):
     if args.pack:
         return pack(args)
     os.makedirs(args.ckpt_dir, exist_ok=True)
-    torch.manual_seed(args.seed)
+    if PAR.world > 1 and args.stage not in ("teacher", "finetune", "student"):
+        raise SystemExit(f"--stage {args.stage} runs in one process: start it without torchrun")
+    torch.manual_seed(args.seed + 1_000_003 * PAR.rank)  # each process its own noise and sigmas
     dev = setup_device(args)
-    if args.stage == "ae":
-        stage_ae(args, dev)
-    elif args.stage in ("teacher", "finetune"):
-        stage_flow(args, dev, args.stage)
-    elif args.stage == "convert":
-        stage_convert(args, dev)
-    else:
-        stage_student(args, dev)
-    if args.out:
+    PAR.start(dev)
+    try:
+        if args.stage == "ae":
+            stage_ae(args, dev)
+        elif args.stage in ("teacher", "finetune"):
+            stage_flow(args, dev, args.stage)
+        elif args.stage == "convert":
+            stage_convert(args, dev)
+        else:
+            stage_student(args, dev)
+    finally:
+        PAR.stop()
+    if args.out and PAR.rank == 0:
         copy_out(args)
 
 

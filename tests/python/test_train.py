@@ -1,7 +1,10 @@
 import io
 import json
 import os
+import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import unittest
 from contextlib import redirect_stdout
@@ -24,6 +27,44 @@ def run(stage, d, *extra):
     with redirect_stdout(out):
         train.main(["--stage", stage, "--ckpt-dir", d] + COMMON + list(extra))
     return out.getvalue()
+
+
+def launch(n, script_args, code=None, extra_env=None):
+    """n processes as torchrun starts them (its environment variables; Debian's torch 1.13 torchrun
+    fails under Python 3.11): train.py with script_args, or `python -c code`. Returns their outputs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = []
+    for r in range(n):
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(n), RANK=str(r),
+                   LOCAL_RANK=str(r), OMP_NUM_THREADS="1", **(extra_env or {}))
+        cmd = [sys.executable] + (["-c", code] if code else [os.path.join(_util.TOOLS, "train.py")] + script_args)
+        procs.append(subprocess.Popen(cmd, env=env, cwd=_util.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    return [p.returncode for p in procs], outs
+
+
+PARALLEL_CHECK = """
+import os, sys, torch
+sys.path.insert(0, os.path.join(os.getcwd(), "tools"))
+import train
+par = train.Parallel()
+par.start(torch.device("cpu"))
+torch.manual_seed(par.rank)                      # different weights and data in each process
+net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+par.broadcast(net)
+net(torch.randn(5, 4)).pow(2).sum().backward()
+net[1].bias.grad = None                          # a parameter without a gradient in this process
+own = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in net.parameters()]
+par.average(list(net.parameters()))
+res = dict(weights=[p.detach().clone() for p in net.parameters()], own=own,
+           avg=[p.grad.clone() for p in net.parameters()], agree=par.agree(par.rank == 1, False),
+           mean=par.mean(torch.tensor(float(par.rank))))
+torch.save(res, os.environ["OUT"] + f"/rank{par.rank}.pt")
+par.stop()
+"""
 
 
 class MicroTraining(unittest.TestCase):
@@ -339,6 +380,41 @@ class MicroTraining(unittest.TestCase):
             self.assertEqual(train.load_ckpt(os.path.join(d2, "convert.pt"))["cfg"]["layers"], 3)
             with self.assertRaises(SystemExit):
                 run("finetune", d2, "--steps", "1", "--layers", "4")
+
+    def test_data_parallel_helpers(self):
+        """Parallel over two gloo processes: rank 0's weights everywhere, gradients averaged (a missing
+        one counts as zero), a flag raised in one process raised in all, logged values averaged."""
+        with tempfile.TemporaryDirectory() as d:
+            codes, outs = launch(2, None, PARALLEL_CHECK, extra_env={"OUT": d})
+            self.assertEqual(codes, [0, 0], outs)
+            r0, r1 = (torch.load(os.path.join(d, f"rank{r}.pt")) for r in (0, 1))
+        for a, b in zip(r0["weights"], r1["weights"]):
+            self.assertTrue(torch.equal(a, b))
+        self.assertFalse(torch.equal(r0["own"][0], r1["own"][0]))
+        for g0, g1, o0, o1 in zip(r0["avg"], r1["avg"], r0["own"], r1["own"]):
+            self.assertTrue(torch.equal(g0, g1))
+            self.assertTrue(torch.allclose(g0, (o0 + o1) / 2, atol=1e-6))
+        self.assertEqual(r0["agree"], (True, False))
+        self.assertEqual(r1["agree"], (True, False))
+        self.assertEqual(r0["mean"], (0.5,))
+
+    def test_data_parallel_stages(self):
+        """teacher, finetune and student under two processes (torchrun's environment, gloo): each
+        finishes with one log and one set of files; one-process stages refuse to start."""
+        with tempfile.TemporaryDirectory() as d:
+            run("ae", d, "--steps", "1")
+            for stage, extra in (("teacher", []), ("finetune", []), ("student", ["--arch", "mha"])):
+                if stage == "finetune":
+                    run("convert", d)
+                codes, outs = launch(2, ["--stage", stage, "--ckpt-dir", d, "--steps", "2"] + COMMON + extra)
+                self.assertEqual(codes, [0, 0], outs)
+                name = "student_mha" if stage == "student" else stage
+                self.assertIn(f"STATUS stage={name} step=2/2 done", outs[0])
+                self.assertNotIn("STATUS", outs[1])  # rank 1 prints nothing
+                self.assertTrue(train.load_ckpt(os.path.join(d, f"{name}.pt"))["done"])
+            codes, outs = launch(2, ["--stage", "convert", "--ckpt-dir", d] + COMMON)
+            self.assertNotEqual(codes[0], 0)
+            self.assertIn("runs in one process", outs[0])
 
     def test_spectral_conversion_of_dense_attention(self):
         """With d_c and d_q at full rank, the spectral init reproduces the MHA attention logits of
