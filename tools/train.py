@@ -328,6 +328,10 @@ class Clock:
             return True
         return False
 
+    def decisions(self):
+        """(save now, stop now), the same in every process of a data-parallel run."""
+        return PAR.agree(self.should_save(), self.out_of_time())
+
 
 def status(stage, step, total, done, extra=""):
     state = "done" if done else "incomplete: rerun the same command to resume"
@@ -661,7 +665,7 @@ def stage_ae(args, dev):
                 fg = f" subject psnr {-10 * math.log10(max(mse_fg.item(), 1e-10)):.2f} ({100 * m.mean().item():.1f}% px)"
             print(f"ae {step} loss {loss.item():.4f} psnr {psnr:.2f}{fg} z_std {z.std().item():.3f} "
                   f"{clock.step_time * 1000:.0f} ms/step", flush=True)
-        save_now, stop = PAR.agree(clock.should_save(), clock.out_of_time())
+        save_now, stop = clock.decisions()
         if save_now:
             save()
         if stop:
@@ -797,7 +801,7 @@ def stage_flow(args, dev, stage):
             lf, ld = PAR.mean(loss, loss_d)
             print(f"{stage} {step} fm {lf:.4f} distill {ld:.4f} gn {float(gn):.2f} "
                   f"lr {opt.param_groups[0]['lr']:.2e} {clock.step_time * 1000:.0f} ms/step", flush=True)
-        save_now, stop = PAR.agree(clock.should_save(), clock.out_of_time())
+        save_now, stop = clock.decisions()
         if save_now:
             save()
         if stop:
@@ -1040,7 +1044,7 @@ def stage_student(args, dev):
             lg, lf = PAR.mean(loss_g, loss_f)
             print(f"{name} {step} dmd {lg:.4f} fake {lf:.4f} gn {float(gn):.2f} "
                   f"x_std {x.std().item():.3f} {clock.step_time * 1000:.0f} ms/step", flush=True)
-        save_now, stop = PAR.agree(clock.should_save(), clock.out_of_time())
+        save_now, stop = clock.decisions()
         if save_now:
             save()
         if stop:
