@@ -128,6 +128,7 @@ class MicroTraining(unittest.TestCase):
             for section in ("Prompt adherence", "Temporal consistency", "prompt switch", "99%-energy rank",
                             "Targets of the shipped model"):
                 self.assertIn(section, text)
+            self.assertIn(", 95% ", text)  # the shipped pair's paired interval in the target section
             for a in ("subject", "colour", "motion"):  # the targets again on the clips that show the subject
                 self.assertIn(f"| {a} accuracy, subject in the picture | ", text)
             # --switch-videos / --switch-modes: a larger switch evaluation of one mode; the event
@@ -155,6 +156,10 @@ class MicroTraining(unittest.TestCase):
             for side in ("generated", "real"):
                 self.assertEqual(sorted(r["in_picture"][side]), ["colour", "motion", "subject"])
                 self.assertTrue(all(0 <= h <= n for h in r["in_picture"][side].values()), r["in_picture"])
+            # per-clip hits: one row per video, one 0/1 per chunk, as many hits as the adherence says
+            self.assertEqual(sorted(r["hits"]), sorted(r["adherence"]))
+            self.assertEqual([len(v) for v in r["hits"]["subject"]], [3])
+            self.assertAlmostEqual(sum(map(sum, r["hits"]["colour"])) / 3, r["adherence"]["colour"], places=6)
             self.assertEqual(sorted(r["switch_events"]), ["0", "1", "2"])
             self.assertLessEqual(max(r["switch_events"].values()), 3)
             with open(report) as f:
@@ -334,6 +339,23 @@ class MicroTraining(unittest.TestCase):
             enc = train.load_encoder(train.parse(["--stage", "teacher", "--ckpt-dir", d, "--micro"]), base, "cpu")
             self.assertEqual(sum(p.numel() for p in enc.parameters()),
                              sum(p.numel() for p in train.build_ae(ck["cfg"])[0].parameters()))
+
+    def test_paired_interval(self):
+        """The paired bootstrap interval of MLA / MHA - 1: empty when the two hit the same clips, around
+        the true ratio when one hits twice as often, wider for fewer videos, the same for the same seed."""
+        from eval import metrics as M
+        g = torch.Generator().manual_seed(3)
+        a = (torch.rand(48, 5, generator=g) < 0.6).int().tolist()
+        self.assertEqual(M.paired_interval(a, a), (0.0, 0.0))
+        half = [[1, 0] * 2 for _ in range(40)]  # 50% of the clips of every video
+        lo, hi = M.paired_interval([[1] * 4] * 40, half)
+        self.assertAlmostEqual(lo, 1.0)
+        self.assertAlmostEqual(hi, 1.0)
+        b = (torch.rand(48, 5, generator=g) < 0.6).int().tolist()
+        wide, narrow = M.paired_interval(a[:12], b[:12]), M.paired_interval(a, b)
+        self.assertGreater(wide[1] - wide[0], narrow[1] - narrow[0])
+        self.assertTrue(narrow[0] < sum(map(sum, a)) / sum(map(sum, b)) - 1 < narrow[1])
+        self.assertEqual(M.paired_interval(a, b), narrow)
 
     def test_misread_sheet_rows(self):
         """misread_sheet.pick: one row per video, new prompted kinds first, in clip order."""

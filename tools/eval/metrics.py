@@ -96,6 +96,26 @@ def adherence(chunks):
     return {a: float(torch.stack([c[0][a] for c in chunks]).float().mean()) for a in ATTRS}
 
 
+def clip_hits(chunks):
+    """Per attribute, each video's probe hits chunk by chunk ([video][chunk] of 0/1) from probe_chunks'
+    output: what paired_interval resamples."""
+    return {a: torch.stack([c[0][a].cpu() for c in chunks], 1).int().tolist() for a in ATTRS}
+
+
+def paired_interval(hits_a, hits_b, n=2000, level=0.95, seed=0):
+    """Interval of the relative difference of two models' accuracy, mean(a) / mean(b) - 1, over
+    bootstrap resamples of the videos. Both were judged on the same videos with the same noise, so a
+    resample keeps each video's pair together and what differs between the videos cancels; what is
+    left is how far the difference depends on which videos were drawn. Training noise (another seed
+    of the same recipe) is not in it."""
+    a = torch.tensor(hits_a, dtype=torch.float64).mean(1)  # per video (every video has as many chunks)
+    b = torch.tensor(hits_b, dtype=torch.float64).mean(1)
+    idx = torch.randint(len(a), (n, len(a)), generator=torch.Generator().manual_seed(seed))
+    rel = a[idx].mean(1) / b[idx].mean(1).clamp(min=1e-9) - 1
+    lo, hi = torch.quantile(rel, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return lo, hi
+
+
 def readings(chunks, scenes, chunk_video, attr):
     """Every clip's reading of `attr` over probe_chunks' output, in chunk order: (video, chunk, true
     class name, read class name)."""

@@ -9,7 +9,9 @@ after saving it (rerun). Then, per model: prompt adherence (probe accuracy per a
 prompt's scene), temporal consistency (frame differences inside chunks and across chunk
 boundaries), drift over a long rollout, Frechet distance of probe embeddings to real clips, and
 adherence after a prompt switch with and without re-cache; plus the 99%-energy rank analysis of the
-attention operators of every checkpoint found in CK (teacher, convert_*, finetune*, student_*).
+attention operators of every checkpoint found in CK (teacher, convert_*, finetune*, student_*). Each
+result file keeps every clip's hits ("hits"), from which the target section gives the MLA model's
+difference to its MHA twin a 95% interval over resamples of the videos.
 """
 import argparse
 import datetime
@@ -71,6 +73,7 @@ def eval_model(path, probe, world, args, dev, log, label=None):
     real = M.real_video(scenes, args.chunks * cv, size, dev)
     pg, pr = M.probe_chunks(probe, gen, scenes, cv), M.probe_chunks(probe, real, scenes, cv)
     res["adherence"], res["adherence_real"] = M.adherence(pg), M.adherence(pr)
+    res["hits"] = M.clip_hits(pg)  # per video and chunk: the paired intervals of the target section
     # the subject's attributes again, on the clips whose real render shows the subject
     shown = M.shown_chunks(scenes, args.chunks, cv, cfg["video"]["fps"])
     res["in_picture"] = {"clips": sum(int(m.sum()) for m in shown)}
@@ -194,6 +197,9 @@ def target_section(results, shipped):
          f"Shipped MLA model: `{mla['name']}`; its MHA twin: `{mha['name']}`. Cache per token and layer: "
          f"{mla['cache_values_per_token']} vs {mha['cache_values_per_token']} values "
          f"({mha['cache_values_per_token'] / mla['cache_values_per_token']:.1f}x smaller).", "",
+         "MLA vs MHA: the relative difference and, where both result files hold per-clip hits, its 95% interval "
+         "over bootstrap resamples of the videos (paired: both models judged on the same videos and noise; "
+         "another training seed can move a model further).", "",
          "| metric | target | MLA | met | MHA twin | MLA vs MHA (target: within 5%) |", "|---|---|---|---|---|---|"]
     for k, (op, t) in goal.items():
         if k not in km or k not in kh:
@@ -206,6 +212,10 @@ def target_section(results, shipped):
         else:
             rel = f"{100 * (a - b) / max(b, 1e-9):+.1f} %"
             ok = a >= 0.95 * b
+            attr = k.split(" ")[0]
+            if k == f"{attr} accuracy" and "hits" in mla and "hits" in mha:  # older result files lack hits
+                lo, hi = M.paired_interval(mla["hits"][attr], mha["hits"][attr])
+                rel += f", 95% {100 * lo:+.1f} to {100 * hi:+.1f}"
         L.append(f"| {k} | {op} {t:g} | {pct(a)} % | {'yes' if met else 'no'} | {pct(b)} % | {rel} "
                  f"({'yes' if ok else 'no'}) |")
     L.append("")
