@@ -56,8 +56,7 @@ def main(argv=None):
     size = cfg["video"]["width"]
     probe = load_probe(a.probe, size)[0].eval()
     world = World(seed=M.WORLD_SEED, size=size)
-    scenes = [s for s in world.scenes(50_000, 4 * a.n_videos, a.chunks * cv)
-              if s["event"]["type"] == "none"][:a.n_videos]
+    scenes = M.eval_scenes(world, a.n_videos, a.chunks * cv)
     real = M.real_video(scenes, a.chunks * cv, size, dev)
     z, _ = encoder(real)
     rec, _ = decoder(z)

@@ -219,7 +219,7 @@ WORLD_SEED = 12345  # the evaluation's world (probe training, evaluation clips, 
 
 def eval_scenes(world, n_videos, n_frames):
     """The evaluation's videos: the first n_videos scenes without a mid-clip event from a fixed stretch
-    of the world (tools/eval/run.py's adherence clips; tools/eval/misread_sheet.py draws them again)."""
+    of the world (tools/eval/run.py's adherence clips; misread_sheet.py and ae_ceiling.py draw them again)."""
     return [s for s in world.scenes(50_000, 4 * n_videos, n_frames) if s["event"]["type"] == "none"][:n_videos]
 
 
