@@ -55,6 +55,7 @@ ROOT = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
 
 from vmla_ref import model as vm  # noqa: E402
+from vmla_ref import st  # noqa: E402
 from vmla_ref import stream as vs  # noqa: E402
 from vmla_ref.init import file_config, init_state  # noqa: E402
 from world import World, prompt_schedule  # noqa: E402
@@ -93,31 +94,47 @@ def micro_config(cfg):
 
 def load_cfg(args, attention):
     """The model configuration of a stage: resources/configs, at micro size with --micro, with the DiT
-    depth of --layers or else of the teacher in the checkpoint folder (every model of a chain has its
-    teacher's depth)."""
+    depth and patch size of the teacher in the checkpoint folder, else of --layers and --patch (every
+    model of a chain has its teacher's shape)."""
     name = "tiny.json" if attention == "mla" else "tiny-mha.json"
     cfg = vm.load_config(os.path.join(ROOT, "resources", "configs", name))
     if args.micro:
         cfg = micro_config(cfg)
     cfg = file_config(cfg, vocabulary())
     tpath = ckpt_path(args, "teacher")
-    have = torch.load(tpath, map_location="cpu", **_WO)["cfg"]["layers"] if os.path.exists(tpath) else None
-    if args.layers and have and args.layers != have:
-        raise SystemExit(f"--layers {args.layers}: the teacher in {args.ckpt_dir} has {have} layers; to grow a "
+    have = torch.load(tpath, map_location="cpu", **_WO)["cfg"] if os.path.exists(tpath) else None
+    if have and args.layers and args.layers != have["layers"]:
+        raise SystemExit(f"--layers {args.layers}: the teacher in {args.ckpt_dir} has {have['layers']} layers; to grow a "
                          f"teacher, start one in a new folder with --init-from {tpath} --layers {args.layers}")
-    cfg["layers"] = args.layers or have or cfg["layers"]
+    patch = [1, args.patch, args.patch] if args.patch else None
+    if have and patch and patch != have.get("patch", cfg["patch"]):
+        raise SystemExit(f"--patch {args.patch}: the teacher in {args.ckpt_dir} has patches of "
+                         f"{have['patch'][1]}x{have['patch'][2]} latent pixels; a teacher of other patches "
+                         f"starts in a new folder (--init-from {tpath} --patch {args.patch})")
+    cfg["layers"] = have["layers"] if have else args.layers or cfg["layers"]
+    cfg["patch"] = have.get("patch", cfg["patch"]) if have else patch or cfg["patch"]
+    lh, lw, _, _ = vm.latent_grid(cfg)
+    if lh % cfg["patch"][1] or lw % cfg["patch"][2]:
+        raise SystemExit(f"--patch {cfg['patch'][1]}: the latent frame ({lh}x{lw}) is not a whole number of patches")
     return cfg
 
 
-def grow_blocks(state, old_layers, new_layers):
-    """A DiT state dict of old_layers blocks made into one of new_layers that computes the same function:
-    the old blocks spread evenly (block i to i * new // old), each new block a copy of the block before
-    it with its three output projections (self-attention, cross-attention, feed-forward) zeroed, so it
-    adds nothing until training moves them (progressive stacking, function-preserving)."""
+def resize_blocks(state, old_layers, new_layers):
+    """A DiT state dict of old_layers blocks made into one of new_layers.
+
+    Deeper: the same function. The old blocks spread evenly (block i to i * new // old), each new
+    block a copy of the block before it with its three output projections (self-attention,
+    cross-attention, feed-forward) zeroed, so it adds nothing until training moves them (progressive
+    stacking, function-preserving). Shallower: the blocks at evenly spread depths are kept, the first
+    and the last always (5 -> 4 drops the middle one); training has to make up for the rest."""
+    if new_layers < 1:
+        raise SystemExit(f"a DiT needs at least one block, not {new_layers}")
     if new_layers < old_layers:
-        raise SystemExit(f"cannot shrink a DiT of {old_layers} blocks to {new_layers}")
-    at = [i * new_layers // old_layers for i in range(old_layers)]
-    source = [max(i for i in range(old_layers) if at[i] <= n) for n in range(new_layers)]
+        keep = [round(n * (old_layers - 1) / max(1, new_layers - 1)) for n in range(new_layers)]
+        source, at = keep, {i: n for n, i in enumerate(keep)}
+    else:
+        at = {i: i * new_layers // old_layers for i in range(old_layers)}
+        source = [max(i for i in range(old_layers) if at[i] <= n) for n in range(new_layers)]
     zeroed = ("self_attn.o.", "cross_attn.o.", "ffn.2.")
     out = {k: v for k, v in state.items() if not k.startswith("blocks.")}
     for n, i in enumerate(source):
@@ -127,6 +144,40 @@ def grow_blocks(state, old_layers, new_layers):
                 fresh = at[i] != n and rest.startswith(zeroed)
                 out[f"blocks.{n}.{rest}"] = torch.zeros_like(v) if fresh else v.clone()
     return out
+
+
+def repatch(state, old_patch, new_patch, out_channels):
+    """A DiT state dict of patches old_patch (ph, pw latent pixels) made into one of new_patch, which
+    must divide it: each new patch takes the place of r x r old sub-pixels. The patch embedding of a
+    new patch is the sum of the old one's weights over the sub-pixels it stands for, so a latent that
+    is flat over those sub-pixels embeds as before; the head's output for a new patch is the mean of
+    the old head's outputs over them. The DiT blocks keep their weights; RoPE positions now count
+    smaller patches, which training has to adapt to."""
+    (ph, pw), (qh, qw) = old_patch, new_patch
+    if ph % qh or pw % qw:
+        raise SystemExit(f"cannot make patches of {ph}x{pw} into {qh}x{qw}: the new size must divide the old")
+    rh, rw = ph // qh, pw // qw
+    out = dict(state)
+    w = state["patch_embedding.weight"]  # [dim, C, 1, ph, pw]
+    out["patch_embedding.weight"] = w.reshape(*w.shape[:3], qh, rh, qw, rw).sum((4, 6))
+    hw, hb = state["head.head.weight"], state["head.head.bias"]  # rows (i, j, c) of ph x pw x out
+    out["head.head.weight"] = hw.reshape(qh, rh, qw, rw, out_channels, -1).mean((1, 3)).reshape(-1, hw.shape[1])
+    out["head.head.bias"] = hb.reshape(qh, rh, qw, rw, out_channels).mean((1, 3)).reshape(-1)
+    return out
+
+
+def model_file_weights(path):
+    """(configuration, DiT and text-encoder state dict, autoencoder state dicts) of a shipped model
+    file (tools/export.py), its int8 weights dequantized: a shipped model as a training start."""
+    try:
+        tensors, meta = st.load(path)
+        cfg = json.loads(meta["config"])
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"{path}: not a readable model file ({e})")
+    dit = {k: torch.from_numpy(v) for k, v in tensors.items() if not k.startswith(("decoder.", "encoder."))}
+    ae = {part: {k[len(part) + 1:]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith(part + ".")}
+          for part in ("encoder", "decoder")}
+    return cfg, dit, ae
 
 
 def vocabulary():
@@ -596,9 +647,31 @@ def weighted_mse(a, b, weight):
     return (weight * (a - b) ** 2).sum() / (weight.expand_as(a).sum())
 
 
+def import_ae(args, base):
+    """ae --init-from FILE: the encoder and decoder of a shipped model file as a finished ae.pt, so a
+    new chain can start from the shipped models (their training checkpoints are not kept)."""
+    if not args.init_from.endswith(".safetensors"):
+        raise SystemExit(f"ae: --init-from {args.init_from} is not a model file (.safetensors)")
+    had, _, ae = model_file_weights(args.init_from)
+    if not ae["encoder"] or not ae["decoder"]:
+        raise SystemExit(f"ae: {args.init_from} holds no encoder (a file exported without it)")
+    cfg = with_ae_of(base, {"cfg": had})
+    enc, dec = build_ae(cfg)
+    try:
+        enc.load_state_dict(ae["encoder"]), dec.load_state_dict(ae["decoder"])
+    except RuntimeError as e:
+        raise SystemExit(f"ae: the autoencoder of {args.init_from} does not fit its configuration: {e}")
+    save_ckpt(ckpt_path(args, "ae"), {"stage": "ae", "step": 0, "done": True, "from": os.path.basename(args.init_from),
+                                      "encoder": enc.state_dict(), "decoder": dec.state_dict(), "cfg": cfg},
+              compact=False)
+    status("ae", 0, 0, True)
+
+
 def stage_ae(args, dev):
     ck = load_ckpt(ckpt_path(args, "ae"), dev)
     base = load_cfg(args, "mla")
+    if args.init_from and ck is None:  # a shipped model's autoencoder, taken as finished
+        return import_ae(args, base)
     wanted = widen_ae(base, args.ae_width) if args.ae_width != 1.0 else base
     cfg = with_ae_of(base, ck) if ck else wanted  # a resumed autoencoder keeps its shape
     if ck and args.ae_width != 1.0 and cfg["decoder"] != wanted["decoder"]:
@@ -709,6 +782,35 @@ def tf_velocity(model, cfg, x0, xt, sig, cross, recache):
                               st["window_frames"], cfg["sampler"]["context_t"], recache=recache)
 
 
+def teacher_start(path, cfg):
+    """The weights a teacher of configuration cfg starts from with --init-from PATH: another teacher
+    checkpoint or a shipped MHA model file (its DiT and text encoder), made as deep as cfg
+    (resize_blocks) and of its patch size (repatch)."""
+    if path.endswith(".safetensors"):
+        had, w, _ = model_file_weights(path)
+        if had.get("attention") != "mha":
+            raise SystemExit(f"teacher: --init-from {path} is an {had.get('attention')} model; a teacher is MHA")
+    else:
+        init = load_ckpt(path)
+        if init is None or init.get("stage") != "teacher":
+            raise SystemExit(f"teacher: --init-from {path} is not a teacher checkpoint or a model file")
+        had, w = init["cfg"], weights(init)
+    if had["layers"] != cfg["layers"]:
+        w = resize_blocks(w, had["layers"], cfg["layers"])
+        verb = "grown" if cfg["layers"] > had["layers"] else "shrunk"
+        print(f"teacher: {verb} from {had['layers']} to {cfg['layers']} blocks", flush=True)
+    old, new = had.get("patch", [1, 2, 2])[1:], cfg["patch"][1:]
+    if old != new:
+        w = repatch(w, old, new, cfg["out_channels"])
+        print(f"teacher: patches of {old[0]}x{old[1]} made into {new[0]}x{new[1]} latent pixels", flush=True)
+    try:
+        probe = make_dit(cfg, "cpu")
+        probe.load_state_dict(w)
+    except RuntimeError as e:
+        raise SystemExit(f"teacher: the weights of {path} do not fit this teacher's configuration: {e}")
+    return w
+
+
 def stage_flow(args, dev, stage):
     """teacher: MHA from scratch; finetune: MLA from convert.pt, distilling the teacher."""
     d = DEFAULTS[stage]
@@ -721,14 +823,7 @@ def stage_flow(args, dev, stage):
     ck = load_ckpt(ckpt_path(args, stage), dev)
     conversion = ck.get("init") if ck else None  # finetune: spectral or random, from convert.pt
     if stage == "teacher" and ck is None and args.init_from:
-        init = load_ckpt(args.init_from)
-        if init is None or init.get("stage") != "teacher":
-            raise SystemExit(f"teacher: --init-from {args.init_from} is not a teacher checkpoint")
-        w, had = weights(init), init["cfg"]["layers"]
-        if had != cfg["layers"]:  # --layers deeper than the checkpoint: grow it, same function at step 0
-            w = grow_blocks(w, had, cfg["layers"])
-            print(f"teacher: grown from {had} to {cfg['layers']} blocks", flush=True)
-        model.load_state_dict(w)  # a warm start: steps, schedule and EMA begin afresh
+        model.load_state_dict(teacher_start(args.init_from, cfg))  # steps, schedule and EMA begin afresh
     if stage == "finetune":
         if ck is None:
             cck = require(args, "convert")
@@ -799,8 +894,9 @@ def stage_flow(args, dev, stage):
         clock.tick(time.time() - t0)
         if step % args.log_every == 0 or step == 1:
             lf, ld = PAR.mean(loss, loss_d)
+            mem = f" {torch.cuda.max_memory_allocated(dev) / 2**30:.1f} GiB" if dev.type == "cuda" else ""
             print(f"{stage} {step} fm {lf:.4f} distill {ld:.4f} gn {float(gn):.2f} "
-                  f"lr {opt.param_groups[0]['lr']:.2e} {clock.step_time * 1000:.0f} ms/step", flush=True)
+                  f"lr {opt.param_groups[0]['lr']:.2e} {clock.step_time * 1000:.0f} ms/step{mem}", flush=True)
         save_now, stop = clock.decisions()
         if save_now:
             save()
@@ -1073,12 +1169,17 @@ def parse(argv=None):
                     help="ae: extra reconstruction weight on subject pixels (0: plain MSE + L1); teacher and "
                          "finetune: extra flow-matching weight on the latent cells that hold a subject")
     ap.add_argument("--init-from", default=None,
-                    help="teacher: start from the weights of another teacher checkpoint (e.g. one trained on "
-                         "an earlier autoencoder) instead of a fresh initialisation")
+                    help="teacher: start from the weights of another teacher checkpoint or of a shipped MHA "
+                         "model file (.safetensors) instead of a fresh initialisation; ae: take a shipped "
+                         "model file's encoder and decoder as the finished autoencoder")
     ap.add_argument("--layers", type=int, default=None,
                     help="DiT blocks (default: the teacher's in --ckpt-dir, else the config's); with teacher "
                          "--init-from a shallower teacher, its blocks are spread out and the new ones start "
-                         "as identities")
+                         "as identities; from a deeper one, blocks at evenly spread depths are kept")
+    ap.add_argument("--patch", type=int, default=None,
+                    help="DiT patch size in latent pixels, square (default: the teacher's in --ckpt-dir, else the "
+                         "config's 2); with teacher --init-from a teacher of larger patches, its patch embedding "
+                         "and head are resized (see repatch)")
     ap.add_argument("--ae-width", type=float, default=1.0,
                     help="ae: scale every channel count of the encoder and decoder of resources/configs "
                          "(since 2026-11-27 those hold the shipped, twice-wide shape; later stages and the "

@@ -301,13 +301,14 @@ class MicroTraining(unittest.TestCase):
         self.assertEqual(M.hits_where(chunks, shown, "subject"), 1)  # of the 2 clips shown
 
     def test_probe_width(self):
-        """A probe keeps its width in its checkpoint: it resumes and loads at that width, and a
-        contradicting width is refused; files written before the width was kept load at 32."""
+        """A probe keeps its width in its checkpoint (in a folder it creates): it resumes and loads at
+        that width, and a contradicting width is refused; files written before the width was kept
+        load at 32."""
         from eval.probe import load_probe, train_probe
         from world import World
         world = World(seed=5, size=32)
         with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "probe.pt")
+            path = os.path.join(d, "new", "probe.pt")
             probe, done = train_probe(world, path, 1, 2, "cpu", 5, chunk_frames=4, max_start_chunk=0,
                                       log=lambda s: None, width=16)
             self.assertTrue(done)
@@ -366,6 +367,68 @@ class MicroTraining(unittest.TestCase):
                                           (4, 2, "car")])
         self.assertEqual(pick([], 4), [])
 
+    def test_repatch(self):
+        """repatch 2x2 -> 1x1: a latent flat over each 2x2 block embeds every pixel as the old patch
+        embedding did its block, and the new head's output is the mean of the old head's over the
+        block; a size that does not divide the old one is an error."""
+        cfg = train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs/tiny-mha.json")))
+        cfg = vinit.file_config(cfg, _util.vocabulary())
+        old = vinit.random_model(cfg, _util.vocabulary(), 1, "strong").eval()
+        state = train.repatch(old.state_dict(), [2, 2], [1, 1], cfg["out_channels"])
+        new = vinit.random_model(dict(cfg, patch=[1, 1, 1]), _util.vocabulary(), 2, "strong").eval()
+        new.load_state_dict(state)
+        torch.manual_seed(0)
+        coarse = torch.randn(1, 2, 16, 2, 2)
+        x = coarse.repeat_interleave(2, 3).repeat_interleave(2, 4)  # flat over each 2x2 block
+        with torch.no_grad():
+            t_old = old.patchify(x).view(1, 2, 2, 2, -1)  # [B, F, gh, gw, dim]
+            t_new = new.patchify(x).view(1, 2, 4, 4, -1)
+            self.assertLess(float((t_new[:, :, ::2, 1::2] - t_old).abs().max()), 1e-5)
+            h, e = torch.randn(1, 2, 4, cfg["dim"]), torch.randn(1, 2, cfg["dim"])
+            y_old = old.unpatchify(old.head(h, e), 4, 4)  # [B, F, C, 4, 4]
+            h_rep = h.view(1, 2, 2, 2, -1).repeat_interleave(2, 2).repeat_interleave(2, 3).reshape(1, 2, 16, -1)
+            y_new = new.unpatchify(new.head(h_rep, e), 4, 4)
+            mean = torch.nn.functional.avg_pool2d(y_old.flatten(0, 1), 2).view(1, 2, -1, 2, 2)
+            self.assertLess(float((y_new[..., 1::2, ::2] - mean).abs().max()), 1e-5)
+        with self.assertRaises(SystemExit):
+            train.repatch(old.state_dict(), [2, 2], [3, 3], cfg["out_channels"])
+
+    def test_chain_from_model_file(self):
+        """A new chain from a shipped model file (the int8 export): ae --init-from takes its
+        autoencoder as finished, teacher --init-from its DiT and text encoder (dequantized), here
+        made shallower and of 1x1 patches; the chain after the teacher keeps its patch size, and a
+        contradicting --patch or an MLA file as a teacher's start are errors."""
+        cfg = train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs/tiny-mha.json")))
+        src = vinit.random_model(cfg, _util.vocabulary(), 4, "strong").eval()
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "twin.safetensors")
+            vinit.export(src, _util.vocabulary(), path, int8=True)
+            ck = os.path.join(d, "ck")
+            self.assertIn("stage=ae step=0/0 done", run("ae", ck, "--init-from", path))
+            ae = train.load_ckpt(os.path.join(ck, "ae.pt"))
+            self.assertTrue(torch.equal(ae["encoder"]["stages.0.blocks.0.conv.0.weight"],
+                                        src.encoder.state_dict()["stages.0.blocks.0.conv.0.weight"]))
+            out = run("teacher", ck, "--steps", "1", "--init-from", path, "--patch", "1", "--layers", "1")
+            self.assertIn("shrunk from 2 to 1 blocks", out)
+            self.assertIn("patches of 2x2 made into 1x1", out)
+            self.assertIn("step=1/1 done", out)
+            run("convert", ck)
+            self.assertEqual(train.load_ckpt(os.path.join(ck, "convert.pt"))["cfg"]["patch"], [1, 1, 1])
+            with self.assertRaises(SystemExit):
+                run("finetune", ck, "--steps", "1", "--patch", "2")
+            # the teacher starts from the dequantized weights (int8: within a group's rounding)
+            start = train.teacher_start(path, dict(train.load_cfg(train.parse(["--stage", "teacher", "--ckpt-dir",
+                                                                               os.path.join(d, "none"), "--micro"]), "mha")))
+            w, q = src.state_dict()["blocks.1.ffn.0.weight"], start["blocks.1.ffn.0.weight"]
+            self.assertLess(float((w - q).abs().max() / w.abs().max()), 0.01)
+            mla = vinit.random_model(train.micro_config(_util.vmodel.load_config(
+                os.path.join(_util.ROOT, "resources/configs/tiny.json"))), _util.vocabulary(), 5)
+            vinit.export(mla, _util.vocabulary(), os.path.join(d, "mla.safetensors"))
+            with self.assertRaises(SystemExit):
+                run("teacher", os.path.join(d, "t2"), "--steps", "1", "--init-from", os.path.join(d, "mla.safetensors"))
+            with self.assertRaises(SystemExit):
+                run("ae", os.path.join(d, "a2"), "--init-from", os.path.join(d, "none.safetensors"))
+
     def test_grown_teacher(self):
         """--layers with teacher --init-from a shallower teacher: the old blocks are spread out, the new
         ones start as identities, so the grown DiT computes what the old one did (random weights, with
@@ -373,7 +436,7 @@ class MicroTraining(unittest.TestCase):
         cfg = train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs/tiny-mha.json")))
         cfg = vinit.file_config(cfg, _util.vocabulary())
         old = vinit.random_model(cfg, _util.vocabulary(), 1, "strong").eval()
-        grown_state = train.grow_blocks(old.state_dict(), 2, 5)
+        grown_state = train.resize_blocks(old.state_dict(), 2, 5)
         new = vinit.random_model(dict(cfg, layers=5), _util.vocabulary(), 2, "strong").eval()
         new.load_state_dict(grown_state)
         # block 0 -> 0, block 1 -> 2; blocks 1, 3, 4 are copies with zeroed outputs
@@ -388,8 +451,13 @@ class MicroTraining(unittest.TestCase):
             b, _ = new.dit_pass(x, 500.0, new.cross_kv(text))
         self.assertGreater(float(a.abs().mean()), 0.0)
         self.assertLess(float((a - b).abs().max() / a.abs().max()), 1e-5)
+        # shallower: the first and the last block kept (5 -> 4 drops the middle one), none zeroed
+        shrunk = train.resize_blocks(grown_state, 5, 4)
+        self.assertEqual(sorted({k.split(".")[1] for k in shrunk if k.startswith("blocks.")}), ["0", "1", "2", "3"])
+        for n, i in enumerate([0, 1, 3, 4]):
+            self.assertTrue(torch.equal(shrunk[f"blocks.{n}.ffn.2.weight"], grown_state[f"blocks.{i}.ffn.2.weight"]))
         with self.assertRaises(SystemExit):
-            train.grow_blocks(old.state_dict(), 2, 1)
+            train.resize_blocks(old.state_dict(), 2, 0)
         with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as d2:
             run("ae", d, "--steps", "1")
             run("teacher", d, "--steps", "1")

@@ -142,6 +142,7 @@ def train_probe(world, path, steps, batch, device, max_minutes, chunk_frames=12,
             acc = {a: (logits[a].argmax(-1) == labels[a]).float().mean().item() for a in ATTRS}
             log(f"probe {step} loss {loss.item():.3f} " + " ".join(f"{a} {v:.2f}" for a, v in acc.items()))
     tmp = path + ".tmp"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # a new probe folder
     # small: Adam restarts per segment
     torch.save({"probe": probe.state_dict(), "step": step, "width": probe.width}, tmp)
     os.replace(tmp, path)
