@@ -7,11 +7,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/backend/cpu/cpu_kernels.h"
 #include "core/tensor/backend.h"
 #include "tests/unit/naive_ops.h"
 
@@ -746,8 +748,21 @@ TEST_F(CpuOps, MemoryAccountingAndAlignment) {
   EXPECT_EQ(be->memory_info().allocated_by_engine, before);
   EXPECT_THROW(be->alloc_bytes(size_t(1) << 62), OutOfMemory);
   EXPECT_EQ(be->name(), "cpu");
-  EXPECT_NE(be->device_name().find("threads)"), std::string::npos) << be->device_name();
+  EXPECT_NE(be->device_name().find(" threads, OpenBLAS "), std::string::npos) << be->device_name();
   EXPECT_EQ(be->act_dtype(), DType::F32);
+}
+
+// OpenBLAS runs a kernel set of the CPU's vector features, not the generic fallback it takes for
+// CPUs newer than itself (blas_core.cpp: the first CPU backend switches it), and the device name
+// says which. Unless the user has set OPENBLAS_CORETYPE.
+TEST_F(CpuOps, BlasKernelsMatchTheCpu) {
+  const char* want = cpu::blas_core_for_this_cpu();
+  const char* env = std::getenv("OPENBLAS_CORETYPE");
+  std::printf("OpenBLAS core %s (this CPU's features: %s, OPENBLAS_CORETYPE %s)\n", cpu::blas_core().c_str(),
+              want ? want : "no AVX2", env ? env : "unset");
+  EXPECT_NE(be->device_name().find("OpenBLAS " + cpu::blas_core() + ")"), std::string::npos) << be->device_name();
+  if (want && env && std::string(env) != want) return;  // the user's choice
+  EXPECT_FALSE(cpu::blas_core_below_cpu()) << cpu::blas_core() << " for a CPU with " << want;
 }
 
 TEST_F(CpuOps, OneThreadAndManyThreadsAgree) {

@@ -335,7 +335,8 @@ class CpuBackend final : public Backend {
     // GEMMs are split over our own pool (one OpenBLAS call per thread), so OpenBLAS must not
     // start threads of its own on top: 2 x 2 threads on 2 cores thrash.
     openblas_set_num_threads(1);
-    name_ = read_cpu_model() + " (" + std::to_string(pool_.size()) + " threads)";
+    choose_blas_core();  // the kernels of this CPU's vector features, not a generic fallback
+    name_ = read_cpu_model() + " (" + std::to_string(pool_.size()) + " threads, OpenBLAS " + blas_core() + ")";
   }
 
   std::string name() const override { return "cpu"; }

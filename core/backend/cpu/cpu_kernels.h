@@ -2,11 +2,21 @@
 // Raw fp32 kernels of the CPU backend. Callers (cpu_backend.cpp) have checked shapes and converted
 // every operand to F32; pointers here are dense row-major unless a leading dimension says otherwise.
 #include <cstdint>
+#include <string>
 
 #include "core/backend/cpu/thread_pool.h"
 #include "core/tensor/backend.h"
 
 namespace vmla::cpu {
+
+// The OpenBLAS kernel set the GEMMs run on ("SkylakeX", "Haswell", ...; blas_core.cpp), the one
+// this CPU's features call for (nullptr: none, the library's own choice), whether the library runs
+// a set below those features, and the switch to it, once per process, before the first GEMM (the
+// CPU backend's constructor).
+std::string blas_core();
+const char* blas_core_for_this_cpu();
+bool blas_core_below_cpu();
+void choose_blas_core();
 
 // C [M, N] = alpha * op(A) @ op(B) + beta * C on the calling thread (one OpenBLAS call).
 void sgemm_serial(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
