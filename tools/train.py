@@ -107,12 +107,13 @@ def load_cfg(args, attention):
         raise SystemExit(f"--layers {args.layers}: the teacher in {args.ckpt_dir} has {have['layers']} layers; to grow a "
                          f"teacher, start one in a new folder with --init-from {tpath} --layers {args.layers}")
     patch = [1, args.patch, args.patch] if args.patch else None
-    if have and patch and patch != have.get("patch", cfg["patch"]):
+    have_patch = have.get("patch", cfg["patch"]) if have else None
+    if have and patch and patch != have_patch:
         raise SystemExit(f"--patch {args.patch}: the teacher in {args.ckpt_dir} has patches of "
-                         f"{have['patch'][1]}x{have['patch'][2]} latent pixels; a teacher of other patches "
+                         f"{have_patch[1]}x{have_patch[2]} latent pixels; a teacher of other patches "
                          f"starts in a new folder (--init-from {tpath} --patch {args.patch})")
     cfg["layers"] = have["layers"] if have else args.layers or cfg["layers"]
-    cfg["patch"] = have.get("patch", cfg["patch"]) if have else patch or cfg["patch"]
+    cfg["patch"] = have_patch or patch or cfg["patch"]
     lh, lw, _, _ = vm.latent_grid(cfg)
     if lh % cfg["patch"][1] or lw % cfg["patch"][2]:
         raise SystemExit(f"--patch {cfg['patch'][1]}: the latent frame ({lh}x{lw}) is not a whole number of patches")
@@ -803,11 +804,6 @@ def teacher_start(path, cfg):
     if old != new:
         w = repatch(w, old, new, cfg["out_channels"])
         print(f"teacher: patches of {old[0]}x{old[1]} made into {new[0]}x{new[1]} latent pixels", flush=True)
-    try:
-        probe = make_dit(cfg, "cpu")
-        probe.load_state_dict(w)
-    except RuntimeError as e:
-        raise SystemExit(f"teacher: the weights of {path} do not fit this teacher's configuration: {e}")
     return w
 
 
@@ -823,7 +819,10 @@ def stage_flow(args, dev, stage):
     ck = load_ckpt(ckpt_path(args, stage), dev)
     conversion = ck.get("init") if ck else None  # finetune: spectral or random, from convert.pt
     if stage == "teacher" and ck is None and args.init_from:
-        model.load_state_dict(teacher_start(args.init_from, cfg))  # steps, schedule and EMA begin afresh
+        try:  # steps, schedule and EMA begin afresh
+            model.load_state_dict(teacher_start(args.init_from, cfg))
+        except RuntimeError as e:
+            raise SystemExit(f"teacher: the weights of {args.init_from} do not fit this teacher's configuration: {e}")
     if stage == "finetune":
         if ck is None:
             cck = require(args, "convert")
