@@ -39,24 +39,28 @@ inline float hmax(f4 v) {
 }
 
 // exp(x) for x in [-87, 88] (clamped outside: exp(-inf) gives 1.6e-38, not 0); NaN stays NaN.
-inline f4 exp4(f4 x) {
-  x = x < -87.0f ? splat(-87.0f) : x;
-  x = x > 88.0f ? splat(88.0f) : x;
+// V: a float vector of any width, I: the int32 vector of the same width (exp4 below, and wider
+// ones where a kernel is compiled for wider registers, cpu_attention.cpp).
+template <class V, class I>
+inline __attribute__((always_inline)) V expv(V x) {
+  const V zero{};
+  x = x < -87.0f ? zero - 87.0f : x;
+  x = x > 88.0f ? zero + 88.0f : x;
   // Round x*log2(e) to nearest: adding 1.5*2^23 pushes the fraction out of the mantissa.
-  const f4 magic = splat(12582912.0f);
-  const f4 n = (x * 1.44269504088896341f + magic) - magic;
-  f4 r = x - n * 0.693359375f;
+  const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  V r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  f4 p = splat(1.9875691500e-4f);
+  V p = zero + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const i4 e = (__builtin_convertvector(n, i4) + 127) << 23;
-  return p * (f4)e;  // a vector cast reinterprets the bits
+  const I e = (__builtin_convertvector(n, I) + 127) << 23;
+  return p * (V)e;  // a vector cast reinterprets the bits
 }
+inline f4 exp4(f4 x) { return expv<f4, i4>(x); }
 
 inline f4 tanh4(f4 x) {
   const f4 a = vmax(x, -x);
