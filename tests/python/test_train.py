@@ -245,6 +245,20 @@ class MicroTraining(unittest.TestCase):
                 with self.assertRaises(SystemExit):
                     run("teacher", os.path.join(d2, "x"), "--steps", "1", "--init-from", os.path.join(d, "ae.pt"))
 
+    def test_kept_probe(self):
+        """The evaluation's probe kept in git (tools/eval/probes/probe3.pt, bf16) loads at its width
+        and reads the world's real renders as its evaluations did (91-100% per attribute there)."""
+        from eval.probe import ATTRS, label_tensor, load_probe
+        from world import World
+        probe, steps = load_probe(os.path.join(_util.ROOT, "tools", "eval", "probes", "probe3.pt"))
+        self.assertEqual((probe.width, steps), (64, 3000))
+        video, scenes = World(seed=123, size=128).batch(5000, 16, 12, "cpu")
+        with torch.no_grad():
+            logits, _ = probe.eval()(video)
+        labels = label_tensor(scenes, 0, 12, "cpu")
+        hits = sum(int((logits[a].argmax(-1) == labels[a]).sum()) for a in ATTRS)
+        self.assertGreaterEqual(hits / (16 * len(ATTRS)), 0.9)
+
     def test_probe_softening(self):
         """The probe's training augmentation blurs some clips and leaves the others as they are, with
         colours kept (the mean of a blurred clip barely moves)."""
