@@ -2,7 +2,9 @@
 // expv<f16v> (cpu_math.h) returns a 64-byte vector, which GCC warns would be passed differently with
 // and without AVX-512 (-Wpsabi); it is always inlined into the clones below, so no call crosses
 // that boundary.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 #include <algorithm>
 #include <cmath>
 #include <cstring>
