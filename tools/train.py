@@ -55,9 +55,8 @@ ROOT = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
 
 from vmla_ref import model as vm  # noqa: E402
-from vmla_ref import st  # noqa: E402
 from vmla_ref import stream as vs  # noqa: E402
-from vmla_ref.init import file_config, init_state  # noqa: E402
+from vmla_ref.init import file_config, init_state, load as load_model_file  # noqa: E402
 from world import World, prompt_schedule  # noqa: E402
 
 VOCAB = os.path.join(ROOT, "resources", "vocab", "tiny-words.txt")
@@ -171,14 +170,14 @@ def model_file_weights(path):
     """(configuration, DiT and text-encoder state dict, autoencoder state dicts) of a shipped model
     file (tools/export.py), its int8 weights dequantized: a shipped model as a training start."""
     try:
-        tensors, meta = st.load(path)
-        cfg = json.loads(meta["config"])
+        model, _, _ = load_model_file(path)
     except (OSError, ValueError, KeyError) as e:
         raise SystemExit(f"{path}: not a readable model file ({e})")
-    dit = {k: torch.from_numpy(v) for k, v in tensors.items() if not k.startswith(("decoder.", "encoder."))}
-    ae = {part: {k[len(part) + 1:]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith(part + ".")}
+    sd = model.state_dict()
+    dit = {k: v for k, v in sd.items() if not k.startswith(("decoder.", "encoder."))}
+    ae = {part: {k[len(part) + 1:]: v for k, v in sd.items() if k.startswith(part + ".")}
           for part in ("encoder", "decoder")}
-    return cfg, dit, ae
+    return model.cfg, dit, ae
 
 
 def vocabulary():

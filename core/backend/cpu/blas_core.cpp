@@ -29,7 +29,6 @@ namespace vmla::cpu {
 
 const char* blas_core_for_this_cpu() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();  // needed before any constructor has run
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
     return "SkylakeX";
