@@ -1056,14 +1056,23 @@ def stage_student(args, dev):
     gen.text_encoder.requires_grad_(False)
     fake = copy.deepcopy(real).requires_grad_(True)
     fake.text_encoder.requires_grad_(False)
+    # a segment of an unfinished student goes on with the EMA and fake score the last one saved, so
+    # that a student longer than one segment trains as one run would (the optimizers' moments restart)
+    resumed = bool(ck) and not ck.get("done") and "fake" in ck and "ema" in ck
+    if resumed:
+        fake.load_state_dict(ck["fake"])
     g_params = [p for p in gen.parameters() if p.requires_grad]
     f_params = [p for p in fake.parameters() if p.requires_grad]
     opt_g = torch.optim.AdamW(g_params, lr=args.lr or d["lr"], weight_decay=0.01, betas=(0.0, 0.999))
     opt_f = torch.optim.AdamW(f_params, lr=args.lr_fake, weight_decay=0.01, betas=(0.0, 0.999))
     ema = copy.deepcopy(gen).requires_grad_(False)
+    if resumed:
+        ema.load_state_dict(ck["ema"])
     step = start = ck["step"] if ck else 0
     if step >= steps:
         return status(name, step, steps, True)
+    if resumed:
+        print(f"{name}: resumed at step {step} (generator, EMA and fake score restored)", flush=True)
     data = Data(args, cfg, dev)
     clock = Clock(args)
     st, sm = cfg["stream"], cfg["sampler"]
@@ -1084,7 +1093,8 @@ def stage_student(args, dev):
         return (1 - s) * x + s * noise, sig, s, noise
 
     def save(done=False):
-        w = {"ema": ema.state_dict()} if done else {"model": gen.state_dict()}  # EMA restarts each segment
+        w = {"ema": ema.state_dict()} if done else {"model": gen.state_dict(), "ema": ema.state_dict(),
+                                                      "fake": fake.state_dict()}
         save_ckpt(ckpt_path(args, name), dict({"stage": name, "step": step, "done": done, "cfg": cfg}, **w))
         if done:
             save_ranks(args, name, ema)
@@ -1094,9 +1104,9 @@ def stage_student(args, dev):
         _, scenes = data.clips(step * PAR.world + PAR.rank, batch, K, render=False)
         prompts = prompt_plan(data, scenes, K, drop=0.0, rng=rng)
         p1, p2, use2, rc = prompts
-        # fake score: flow matching on the generator's current outputs (re-initialised from the
-        # teacher every segment, so it first catches up for --fake-warmup updates)
-        for _ in range(args.fake_steps + (args.fake_warmup if step == start else 0)):
+        # fake score: flow matching on the generator's current outputs (a copy of the teacher at the
+        # start, so it first catches up for --fake-warmup updates; a resumed segment has its own)
+        for _ in range(args.fake_steps + (args.fake_warmup if step == start and not resumed else 0)):
             with autocast(dev):
                 with torch.no_grad():
                     x = rollout(prompts, grad=False).float()
@@ -1131,7 +1141,7 @@ def stage_student(args, dev):
         PAR.average(g_params)
         gn = torch.nn.utils.clip_grad_norm_(g_params, 1.0)
         opt_g.step()
-        ema_update(ema, gen, 0.99 if step - start > 50 else 0.9)
+        ema_update(ema, gen, 0.99 if step - start > 50 or resumed else 0.9)
         step += 1
         clock.tick(time.time() - t0)
         if step % args.log_every == 0 or step == 1:

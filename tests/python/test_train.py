@@ -87,6 +87,16 @@ class MicroTraining(unittest.TestCase):
             for arch in ("mla", "mha"):
                 out = run("student", d, "--arch", arch, "--steps", "1", "--fake-steps", "1", "--fake-warmup", "1")
                 self.assertIn(f"stage=student_{arch} step=1/1 done", out)
+            # a student stopped by the clock keeps its EMA and fake score; the next segment goes on with them
+            out = run("student", d, "--arch", "mha", "--steps", "3", "--fake-warmup", "1", "--max-minutes", "0.001")
+            self.assertIn("stage=student_mha step=2/3 incomplete", out)
+            ck = train.load_ckpt(os.path.join(d, "student_mha.pt"))
+            self.assertTrue({"model", "ema", "fake"} <= set(ck))
+            self.assertTrue(any(not torch.equal(ck["ema"][k], ck["model"][k]) for k in ck["model"]))
+            out = run("student", d, "--arch", "mha", "--steps", "3", "--fake-warmup", "1")
+            self.assertIn("student_mha: resumed at step 2 (generator, EMA and fake score restored)", out)
+            self.assertIn("stage=student_mha step=3/3 done", out)
+            self.assertEqual(set(train.load_ckpt(os.path.join(d, "student_mha.pt"))) & {"model", "ema", "fake"}, {"ema"})
             # --pack gathers what a student segment needs, --out copies a stage's own files
             carry = os.path.join(d, "carry")
             with redirect_stdout(io.StringIO()):

@@ -9,7 +9,7 @@
 # "incomplete".
 # A finished step is recorded in LOG.done and skipped by later calls. The chain stops at a step that
 # did not finish (it resumes there next call) or that would start with fewer than NEED seconds left
-# before END (so that a stage which cannot resume cleanly, such as a student, runs in one segment).
+# before END (so that a short stage, such as a student of a few hundred steps, runs in one segment).
 # {M} in a command becomes the minutes left before END, less a margin (for --max-minutes).
 # Every step's output is appended to LOG. Exit status: 0 when every step has finished, 3 when the
 # chain waits for a later call, 1 when a step failed (its command exited non-zero).
