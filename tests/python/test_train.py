@@ -382,6 +382,26 @@ class MicroTraining(unittest.TestCase):
         self.assertTrue(narrow[0] < sum(map(sum, a)) / sum(map(sum, b)) - 1 < narrow[1])
         self.assertEqual(M.paired_interval(a, b), narrow)
 
+    def test_guided_generation(self):
+        """The evaluation's classifier-free guidance: scale 1 is the plain sampler, scale 0 samples the
+        empty prompt exactly as the plain sampler does when given it (its own cache), scale 3 differs."""
+        from eval import metrics as M
+        from world import World
+        model = _util.small_model("mha", dtype=torch.float32).eval()
+        model.cfg["sampler"] = {"kind": "euler", "timesteps": [1000.0, 500.0], "shift": 3.0, "context_t": 0}
+        vocab = _util.vocabulary()
+        cv = model.cfg["stream"]["chunk_frames"] * model.cfg["video"]["temporal_stride"]
+        scenes = M.eval_scenes(World(seed=M.WORLD_SEED, size=32), 2, 3 * cv)
+        cpu = torch.device("cpu")
+        gen = lambda sc, g: M.generate(model, vocab, sc, 3, cpu, seed=5, switch=False, guidance=g)  # noqa: E731
+        plain = gen(scenes, 1.0)
+        self.assertTrue(torch.equal(plain, M.generate(model, vocab, scenes, 3, cpu, seed=5, switch=False)))
+        empty = [dict(s, prompt="", prompt2="") for s in scenes]
+        self.assertTrue(torch.equal(gen(scenes, 0.0), gen(empty, 1.0)))
+        guided = gen(scenes, 3.0)
+        self.assertTrue(torch.isfinite(guided).all())
+        self.assertGreater(float((guided - plain).abs().max()), 1e-3)
+
     def test_misread_sheet_rows(self):
         """misread_sheet.pick: one row per video, new prompted kinds first, in clip order."""
         from eval.misread_sheet import pick

@@ -29,9 +29,12 @@ def encode_prompts(model, vocabulary, prompts, device):
 
 
 @torch.no_grad()
-def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, recache=True):
+def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, recache=True, guidance=1.0):
     """Batched streaming generation (the Streamer's algorithm, batched, torch noise).
-    Prompt 2 of a scene takes over at its event chunk when `switch`. -> frames [B, T, 3, H, W]."""
+    Prompt 2 of a scene takes over at its event chunk when `switch`. -> frames [B, T, 3, H, W].
+    guidance != 1: classifier-free guidance, v_u + guidance * (v - v_u), v_u the velocity under the empty
+    prompt with a cache of its own (the score the students are distilled from: train.py --cfg-scale);
+    an evaluation of undistilled flow models only, the engine samples without it."""
     cfg = model.cfg
     st, sm = cfg["stream"], cfg["sampler"]
     B = len(scenes)
@@ -50,6 +53,10 @@ def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, r
     with _autocast(device):
         c1 = encode_prompts(model, vocabulary, [s["prompt"] for s in scenes], device)
         c2 = encode_prompts(model, vocabulary, [s["prompt2"] for s in scenes], device)
+        guided = guidance != 1.0
+        if guided:  # the empty prompt never switches, so its cache is never re-encoded
+            cross_u = encode_prompts(model, vocabulary, [""] * B, device)
+            cache_u = vs.Cache(st["sink_frames"], st["window_frames"])
         for k in range(n_chunks):
             m = sched[:, k].view(-1, 1, 1, 1)
             cross = [(torch.where(m, a2, a1), torch.where(m, b2, b1)) for (a1, b1), (a2, b2) in zip(c1, c2)]
@@ -61,6 +68,10 @@ def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, r
             for i, s in enumerate(sig):
                 v, _ = model.dit_pass(x, torch.full((B,), 1000.0 * s, device=device), cross, ctx, n_ctx)
                 v = v.float()
+                if guided:
+                    v_u, _ = model.dit_pass(x, torch.full((B,), 1000.0 * s, device=device), cross_u,
+                                            cache_u.context(), cache_u.n_frames())
+                    v = v_u.float() + guidance * (v - v_u.float())
                 last = i == len(sig) - 1
                 if sm["kind"] == "renoise":
                     x0 = x - s * v
@@ -71,6 +82,10 @@ def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, r
                     x0 = x
             _, entries = model.dit_pass(x0, torch.full((B,), float(sm["context_t"]), device=device), cross, ctx, n_ctx)
             cache.append(entries, F_)
+            if guided:
+                _, entries_u = model.dit_pass(x0, torch.full((B,), float(sm["context_t"]), device=device), cross_u,
+                                              cache_u.context(), cache_u.n_frames())
+                cache_u.append(entries_u, F_)
             latents.append(x0)
             y, dec_state = model.decoder(x0, dec_state)
             frames.append(y.float().clamp(0, 1))

@@ -64,11 +64,12 @@ def eval_model(path, probe, world, args, dev, log, label=None):
            "trained": meta.get("trained"), "description": meta.get("description", ""),
            "cache_values_per_token": (cfg["mla"]["kv_latent"] + cfg["mla"]["rope_dim"]) if cfg["attention"] == "mla"
            else 2 * cfg["heads"] * cfg["head_dim"],
-           "sampler": f"{cfg['sampler']['kind']} x{len(cfg['sampler']['timesteps'])}"}
+           "sampler": f"{cfg['sampler']['kind']} x{len(cfg['sampler']['timesteps'])}"
+                      + (f", guidance {args.guidance:g}" if args.guidance != 1.0 else ""), "guidance": args.guidance}
     # adherence, temporal consistency, distribution distance (scenes without events)
     scenes = M.eval_scenes(world, args.n_videos, args.chunks * cv)
     t0 = time.time()
-    gen = M.generate(model, vocab, scenes, args.chunks, dev, seed=1)
+    gen = M.generate(model, vocab, scenes, args.chunks, dev, seed=1, guidance=args.guidance)
     res["gen_seconds"] = time.time() - t0
     real = M.real_video(scenes, args.chunks * cv, size, dev)
     pg, pr = M.probe_chunks(probe, gen, scenes, cv), M.probe_chunks(probe, real, scenes, cv)
@@ -90,7 +91,7 @@ def eval_model(path, probe, world, args, dev, log, label=None):
     res["temporal_real"] = M.temporal(real, cv)
     # drift over a long rollout
     long_scenes = scenes[: max(2, args.n_videos // 4)]
-    gl = M.generate(model, vocab, long_scenes, args.long_chunks, dev, seed=2)
+    gl = M.generate(model, vocab, long_scenes, args.long_chunks, dev, seed=2, guidance=args.guidance)
     pl = M.probe_chunks(probe, gl, long_scenes, cv)
     core = ("subject", "colour", "setting")
     per_chunk = [float(torch.stack([c[0][a].float() for a in core]).mean()) for c in pl]
@@ -109,7 +110,7 @@ def eval_model(path, probe, world, args, dev, log, label=None):
     res["switch"], res["switch_events"] = {}, {}  # events per column: the same for every mode
     for mode in args.switch_modes.split(","):
         kw = SWITCH_MODES[mode]
-        g = M.generate(model, vocab, ev, args.chunks, dev, seed=3, **kw)
+        g = M.generate(model, vocab, ev, args.chunks, dev, seed=3, guidance=args.guidance, **kw)
         pc = M.probe_chunks(probe, g, ev, cv)
         accs = {}
         for off in range(3):
@@ -318,6 +319,9 @@ def main(argv=None):
                     help="videos with a colour switch (default --n-videos; more events narrow the switch rows)")
     ap.add_argument("--switch-modes", default=",".join(SWITCH_MODES),
                     help=f"switch modes to evaluate, of {','.join(SWITCH_MODES)}")
+    ap.add_argument("--guidance", type=float, default=1.0,
+                    help="classifier-free guidance scale of the generation (1: none, as the engine samples); "
+                         "for undistilled flow models: their guided samples are what the students learn from")
     ap.add_argument("--max-minutes", type=float, default=9.0)
     ap.add_argument("--device", default=None)
     ap.add_argument("--size", type=int, default=128, help="world frame size (the models' video size)")
