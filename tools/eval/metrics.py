@@ -66,12 +66,11 @@ def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, r
             ctx, n_ctx = cache.context(), cache.n_frames()
             x = torch.randn(B, F_, C, h, w, device=device, generator=g)
             for i, s in enumerate(sig):
-                v, _ = model.dit_pass(x, torch.full((B,), 1000.0 * s, device=device), cross, ctx, n_ctx)
-                v = v.float()
+                t = torch.full((B,), 1000.0 * s, device=device)
+                v = model.dit_pass(x, t, cross, ctx, n_ctx)[0].float()
                 if guided:
-                    v_u, _ = model.dit_pass(x, torch.full((B,), 1000.0 * s, device=device), cross_u,
-                                            cache_u.context(), cache_u.n_frames())
-                    v = v_u.float() + guidance * (v - v_u.float())
+                    v_u = model.dit_pass(x, t, cross_u, cache_u.context(), cache_u.n_frames())[0].float()
+                    v = v_u + guidance * (v - v_u)
                 last = i == len(sig) - 1
                 if sm["kind"] == "renoise":
                     x0 = x - s * v
@@ -80,12 +79,10 @@ def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, r
                 else:
                     x = x + ((0.0 if last else sig[i + 1]) - s) * v
                     x0 = x
-            _, entries = model.dit_pass(x0, torch.full((B,), float(sm["context_t"]), device=device), cross, ctx, n_ctx)
-            cache.append(entries, F_)
+            t_ctx = torch.full((B,), float(sm["context_t"]), device=device)
+            cache.append(model.dit_pass(x0, t_ctx, cross, ctx, n_ctx)[1], F_)
             if guided:
-                _, entries_u = model.dit_pass(x0, torch.full((B,), float(sm["context_t"]), device=device), cross_u,
-                                              cache_u.context(), cache_u.n_frames())
-                cache_u.append(entries_u, F_)
+                cache_u.append(model.dit_pass(x0, t_ctx, cross_u, cache_u.context(), cache_u.n_frames())[1], F_)
             latents.append(x0)
             y, dec_state = model.decoder(x0, dec_state)
             frames.append(y.float().clamp(0, 1))
