@@ -263,11 +263,13 @@ def needs(args):
     have = lambda n: os.path.exists(os.path.join(args.ckpt_dir, n + ".pt"))  # noqa: E731
     if args.stage == "ae":
         return own, []
-    if args.stage in ("teacher", "convert"):
+    if args.stage == "teacher":
         return own, ["ae", "teacher"]
+    if args.stage == "convert":
+        return own, ["ae", "teacher"] + (["student_mha"] if args.source == "student" else [])
     if args.stage == "finetune":
         return own, ["ae", "teacher"] + ([] if have("finetune") else ["convert"])
-    first = [] if have(own) else (["finetune"] if args.arch == "mla" else [])
+    first = [] if have(own) else ([args.start] if args.arch == "mla" else [])
     return own, ["teacher"] + first
 
 
@@ -1001,8 +1003,108 @@ def convert_block(blk_mha, blk_mla, cfg, x):
     b.v_up.weight.mul_(float(rms(c_kv).mean() / g_k))  # values were not normalised in MHA
 
 
+def _lstsq(a, b, ridge=1e-4):
+    """W [in, out] minimising |a W - b|^2 + ridge * mean(diag(a^T a)) * |W|^2 (float64)."""
+    g = a.T @ a
+    g = g + ridge * g.diagonal().mean() * torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
+    return torch.linalg.solve(g, a.T @ b)
+
+
+def _rrr_down(x, t, rank):
+    """Reduced-rank regression: the [rank, in] down-projection whose latent best predicts the targets
+    t [N, out] linearly from x [N, in] (least squares, then the fitted values' top principal axes)."""
+    w = _lstsq(x, t)
+    _, _, vh = torch.linalg.svd(x @ w, full_matrices=False)
+    return (w @ vh[:rank].T).T
+
+
+def _unit_rms(c, eps=1e-6):
+    return c * torch.rsqrt(c.pow(2).mean(-1, keepdim=True) + eps)
+
+
+@torch.no_grad()
+def calibrate_block(blk_mha, blk_mla, cfg, x):
+    """Calibrated init of one self-attention from sample inputs x [N, dim]: the MLA attention fitted to
+    what the MHA attention computes on them (its normalised queries and keys, its values) rather than
+    to its weights. Latents by reduced-rank regression (the spectral truncation of the stacked
+    projections, weighted by the inputs), up-projections refitted by least squares on the normalised
+    latents (the MLA norms sit on the latents, the MHA norms on the full queries and keys; the MHA
+    biases, dropped by the spectral init, are in the targets; the values' constant part goes to the
+    output bias, exact because attention weights sum to one). The shared rope key: per rope pair the
+    heads' keys, as complex numbers [tokens, heads], are approximated at rank one, Z ~ w alpha^T
+    (heads weighted by their queries' size); w is the shared key, and conj(alpha_h) moves into head h's
+    query rope projection, exact because a complex factor commutes with the rotation:
+    q . R(alpha w) = (conj(alpha) q) . R w."""
+    a, b = blk_mha.self_attn, blk_mla.self_attn
+    H, hd = cfg["heads"], cfg["head_dim"]
+    m = cfg["mla"]
+    dc, dq, N, R = m["kv_latent"], m["q_latent"], m["nope_dim"], m["rope_dim"]
+    rope_idx, nope_idx = rope_channel_split(cfg)
+    if x.shape[0] < 2 * max(dq, dc):
+        raise ValueError(f"calibrate_block: {x.shape[0]} sample rows for latents of {dq} and {dc}: take more clips")
+    xf = x.float()
+    q = a.norm_q(a.q(xf)).double().view(-1, H, hd)
+    k = a.norm_k(a.k(xf)).double().view(-1, H, hd)
+    v = a.v(xf).double()
+    x = x.double()
+    qn, qr = q[:, :, nope_idx].reshape(-1, H * N), q[:, :, rope_idx].clone()
+    kn, kr = k[:, :, nope_idx].reshape(-1, H * N), k[:, :, rope_idx]
+    k_shared = torch.zeros(kr.shape[0], R, dtype=kr.dtype, device=kr.device)
+    for j in range(0, R, 2):
+        z = torch.complex(kr[:, :, j], kr[:, :, j + 1])
+        qz = torch.complex(qr[:, :, j], qr[:, :, j + 1])
+        s = qz.abs().pow(2).mean(0).sqrt() + 1e-12
+        u, sv, vh = torch.linalg.svd(z * s, full_matrices=False)
+        w, alpha = sv[0] * u[:, 0], vh[0] / s
+        qz = qz * alpha.conj()
+        qr[:, :, j], qr[:, :, j + 1] = qz.real, qz.imag
+        k_shared[:, j], k_shared[:, j + 1] = w.real, w.imag
+    qr = qr.reshape(-1, H * R)
+    # queries
+    down = _rrr_down(x, torch.cat([qn, qr], 1), dq)
+    c_q = _unit_rms(x @ down.T)
+    b.q_down.weight.copy_(down)
+    b.q_norm.weight.fill_(1.0)
+    b.q_up.weight.copy_(_lstsq(c_q, qn).T)
+    b.q_rope.weight.copy_(_lstsq(c_q, qr).T)
+    # keys and values: one latent, each part of the targets at unit scale
+    down = _rrr_down(x, torch.cat([kn / kn.pow(2).mean().sqrt(), v / v.pow(2).mean().sqrt()], 1), dc)
+    c_kv = _unit_rms(x @ down.T)
+    b.kv_down.weight.copy_(down)
+    b.kv_norm.weight.fill_(1.0)
+    b.k_up.weight.copy_(_lstsq(c_kv, kn).T)
+    wv = _lstsq(torch.cat([c_kv, torch.ones_like(c_kv[:, :1])], 1), v)
+    b.v_up.weight.copy_(wv[:-1].T)
+    b.o.load_state_dict(a.o.state_dict())
+    b.o.bias.add_((a.o.weight.double() @ wv[-1]).to(b.o.bias.dtype))
+    b.k_rope.weight.copy_(_lstsq(x, k_shared).T)
+
+
+@torch.no_grad()
+def attention_samples(args, model, cfg, data, enc, dev, clips):
+    """Inputs of every self-attention of `model` over one teacher-forcing batch of `clips` clips x 2
+    chunks: per block, all its input rows [N, dim] (float) and its first call, the first chunk with no
+    cache: (x [B, T, dim], rope_q, rope_k)."""
+    x0, noise, xt, sig, (p1, p2, use2, rc), _ = fm_batch(args, data, enc, dev, 10**6, clips, 2, cfg)
+    calls = {i: [] for i in range(len(model.blocks))}
+    hooks = [blk.self_attn.register_forward_pre_hook(lambda mod, inp, i=i: calls[i].append(inp[:3]))
+             for i, blk in enumerate(model.blocks)]
+    try:
+        tf_velocity(model, cfg, x0, xt, sig, cross_per_chunk(model, data, p1, p2, use2), None)
+    finally:
+        for h in hooks:
+            h.remove()
+    rows = [torch.cat([c[0].reshape(-1, c[0].shape[-1]) for c in calls[i]]).float() for i in range(len(model.blocks))]
+    return rows, [calls[i][0] for i in range(len(model.blocks))]
+
+
 def stage_convert(args, dev):
-    tck = require(args, "teacher")
+    # the MHA model to convert: the teacher (then fine-tuned as a flow model), or with --source student
+    # the finished MHA student (then distilled on as an MLA student, --start convert)
+    src = "teacher" if args.source == "teacher" else "student_mha"
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    tck = require(args, src)
     cfg_mla = load_cfg(args, "mla")
     teacher = make_dit(tck["cfg"], dev)
     teacher.load_state_dict(weights(tck))
@@ -1010,26 +1112,35 @@ def stage_convert(args, dev):
     sd = {k: v for k, v in teacher.state_dict().items() if ".self_attn." not in k}
     missing = mla.load_state_dict(sd, strict=False)
     assert all(".self_attn." in k for k in missing.missing_keys), missing
-    if args.init == "spectral":
-        enc = load_encoder(args, cfg_mla, dev)
-        data = Data(args, cfg_mla, dev)
-        x0, noise, xt, sig, (p1, p2, use2, rc), _ = fm_batch(args, data, enc, dev, 10**6, 4, 2, cfg_mla)
-        inputs = {i: [] for i in range(len(teacher.blocks))}
-        hooks = [blk.self_attn.register_forward_pre_hook(
-            lambda mod, inp, i=i: inputs[i].append(inp[0].detach().reshape(-1, inp[0].shape[-1])))
-            for i, blk in enumerate(teacher.blocks)]
-        with torch.no_grad():
-            cross = cross_per_chunk(teacher, data, p1, p2, use2)
-            tf_velocity(teacher, tck["cfg"], x0, xt, sig, cross, None)
-        for h in hooks:
-            h.remove()
+    enc = load_encoder(args, cfg_mla, dev)
+    data = Data(args, cfg_mla, dev)
+    if args.init != "random":
+        # the calibrated init fits to the sample inputs and takes more of them
+        rows, _ = attention_samples(args, teacher, tck["cfg"], data, enc, dev, 4 if args.init == "spectral" else 16)
         for i, (bt, bm) in enumerate(zip(teacher.blocks, mla.blocks)):
-            x = torch.cat(inputs[i]).float()
-            x = x[torch.randperm(x.shape[0], device=x.device)[:8192]]
-            convert_block(bt, bm, cfg_mla, x)
-    print(f"convert: MLA initialised ({args.init}) from teacher step {tck['step']}", flush=True)
+            x = rows[i]
+            if args.init == "spectral":
+                x = x[torch.randperm(x.shape[0], device=x.device)[:8192]]
+                convert_block(bt, bm, cfg_mla, x)
+            else:
+                calibrate_block(bt, bm, cfg_mla, x)
+    # how close the MLA model starts: its velocity against the source's on a fresh batch (the same
+    # batch and noise whatever the init)
+    torch.manual_seed(args.seed + 12345)
+    random.seed(args.seed + 12345)
+    x0, noise, xt, sig, (p1, p2, use2, rc), _ = fm_batch(args, data, enc, dev, 10**6 + 1, 4, 2, cfg_mla)
+    with torch.no_grad():
+        cross = cross_per_chunk(teacher, data, p1, p2, use2)
+        v_src = tf_velocity(teacher, tck["cfg"], x0, xt, sig, cross, None).float()
+        v_mla = tf_velocity(mla, cfg_mla, x0, xt, sig, cross, None).float()
+    err = float((v_mla - v_src).norm() / v_src.norm())
+    fm = [float(((v - (noise - x0)) ** 2).mean()) for v in (v_src, v_mla)]
+    print(f"convert: MLA initialised ({args.init}) from {src} step {tck['step']}; velocity error against the "
+          f"source {err:.3f} (relative, a fresh batch); flow-matching loss {fm[1]:.4f} (the source {fm[0]:.4f})",
+          flush=True)
     save_ckpt(ckpt_path(args, "convert"), {"stage": "convert", "step": 0, "done": True, "init": args.init,
-                                           "ema": mla.state_dict(), "cfg": cfg_mla})
+                                           "source": src, "velocity_error": err, "ema": mla.state_dict(),
+                                           "cfg": cfg_mla})
     save_ranks(args, f"convert_{args.init}", mla)
     status("convert", 1, 1, True, f"init={args.init}")
 
@@ -1052,7 +1163,7 @@ def stage_student(args, dev):
     if ck:
         gen.load_state_dict(weights(ck) if ck.get("done") else ck["model"])
     else:
-        gen.load_state_dict(weights(require(args, "finetune")) if args.arch == "mla" else weights(tck))
+        gen.load_state_dict(weights(require(args, args.start)) if args.arch == "mla" else weights(tck))
     gen.text_encoder.requires_grad_(False)
     fake = copy.deepcopy(real).requires_grad_(True)
     fake.text_encoder.requires_grad_(False)
@@ -1194,7 +1305,15 @@ def parse(argv=None):
                          "export follow the checkpoint's shape)")
     ap.add_argument("--cfg-scale", type=float, default=3.0)
     ap.add_argument("--distill", type=float, default=1.0, help="finetune: weight of the teacher-velocity loss")
-    ap.add_argument("--init", choices=["spectral", "random"], default="spectral")
+    ap.add_argument("--init", choices=["spectral", "calibrated", "random"], default="spectral",
+                    help="convert: spectral (truncated SVD of the projections), calibrated (fitted to what the "
+                         "MHA attention computes on sample inputs, calibrate_block) or random")
+    ap.add_argument("--source", choices=["teacher", "student"], default="teacher",
+                    help="convert: the MHA model to convert, the teacher (then fine-tuned) or the finished MHA "
+                         "student in --ckpt-dir (then distilled on as an MLA student with --start convert)")
+    ap.add_argument("--start", choices=["finetune", "convert"], default="finetune",
+                    help="student --arch mla: the generator starts from the fine-tuned MLA model, or straight "
+                         "from the conversion")
     ap.add_argument("--arch", choices=["mla", "mha"], default="mla")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None)

@@ -81,8 +81,11 @@ class MicroTraining(unittest.TestCase):
             self.assertIn("teacher 2 ", out)
             self.assertNotIn("teacher 1 ", out)
             self.assertIn("step=2/2 done", out)
-            for init in ("random", "spectral"):
-                self.assertIn("done init=" + init, run("convert", d, "--init", init))
+            for init in ("random", "calibrated", "spectral"):
+                out = run("convert", d, "--init", init)
+                self.assertIn("done init=" + init, out)
+                self.assertIn("velocity error against the source", out)
+                self.assertIn("velocity_error", train.load_ckpt(os.path.join(d, "convert.pt")))
             self.assertIn("step=1/1 done", run("finetune", d, "--steps", "1"))
             for arch in ("mla", "mha"):
                 out = run("student", d, "--arch", arch, "--steps", "1", "--fake-steps", "1", "--fake-warmup", "1")
@@ -105,8 +108,8 @@ class MicroTraining(unittest.TestCase):
                              ["student_mla", "student_mla", "teacher", "teacher"])
             outdir = os.path.join(d, "out")
             run("convert", d, "--init", "random", "--out", outdir)
-            self.assertEqual(sorted(os.listdir(outdir)), ["convert.pt", "convert.s0.pt", "ranks_convert_random.json",
-                                                          "ranks_convert_spectral.json"])
+            self.assertEqual(sorted(os.listdir(outdir)), ["convert.pt", "convert.s0.pt", "ranks_convert_calibrated.json",
+                                                          "ranks_convert_random.json", "ranks_convert_spectral.json"])
             # a stage that is out of time stops cleanly and says so
             out = run("finetune", d, "--steps", "50", "--max-minutes", "0.001")
             self.assertIn("incomplete", out)
@@ -436,6 +439,77 @@ class MicroTraining(unittest.TestCase):
             self.assertLess(float((y_new[..., 1::2, ::2] - mean).abs().max()), 1e-5)
         with self.assertRaises(SystemExit):
             train.repatch(old.state_dict(), [2, 2], [3, 3], cfg["out_channels"])
+
+    def test_calibrated_conversion(self):
+        """convert --init calibrated (calibrate_block) fits one MLA self-attention to what an MHA one
+        computes on sample inputs; on other inputs it reproduces the MHA attention's output closer than
+        the spectral init (convert_block) does."""
+        load = lambda name: train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs", name)))  # noqa: E731
+        cfg_mha, cfg_mla = load("tiny-mha.json"), load("tiny.json")
+        mha = vinit.random_model(cfg_mha, _util.vocabulary(), 4, "strong").eval()
+        dim = cfg_mha["dim"]
+        gen = torch.Generator().manual_seed(0)
+        scale = torch.rand(dim, generator=gen) * 2 + 0.2  # anisotropic inputs, as a DiT's are
+        shift = torch.randn(dim, generator=gen)
+        gh, gw = 4, 4
+        frames = cfg_mha["stream"]["chunk_frames"]
+        sample = lambda n: torch.randn(n, dim, generator=gen) * scale + shift  # noqa: E731
+        x_fit, x = sample(4096), sample(2 * frames * gh * gw).view(2, frames * gh * gw, dim)
+        errs = {}
+        with torch.no_grad():
+            ref, _ = mha.blocks[0].self_attn(x, *mha.rope_tables(0, frames, gh, gw, x.device))
+            for init, fn in (("spectral", train.convert_block), ("calibrated", train.calibrate_block)):
+                mla = vinit.random_model(cfg_mla, _util.vocabulary(), 5).eval()
+                fn(mha.blocks[0], mla.blocks[0], mla.cfg, x_fit)
+                out, _ = mla.blocks[0].self_attn(x, *mla.rope_tables(0, frames, gh, gw, x.device))
+                errs[init] = float((out - ref).norm() / ref.norm())
+        self.assertLess(errs["calibrated"], 0.5 * errs["spectral"], errs)
+
+    def test_conversion_report(self):
+        """tools/eval/conversion.py: per block, the self-attention error of each part of the MLA form
+        and of the whole spectral and calibrated conversions, as a table and a JSON file."""
+        from eval import conversion
+        torch.manual_seed(0)
+        with tempfile.TemporaryDirectory() as d:
+            run("ae", d, "--steps", "1")
+            run("teacher", d, "--steps", "2")
+            out = io.StringIO()
+            with redirect_stdout(out):
+                conversion.main(["--ckpt-dir", d, "--micro", "--clips", "8", "--json", os.path.join(d, "c.json")])
+            self.assertIn("| shared key rank1 |", out.getvalue())
+            with open(os.path.join(d, "c.json")) as f:
+                rep = json.load(f)
+            self.assertEqual((rep["source"], rep["step"], len(rep["blocks"])), ("teacher", 2, 2))
+            for blk in rep["blocks"]:
+                self.assertEqual(set(blk), {"partial rope", "shared key mean", "shared key rank1", "kv latent",
+                                            "values only", "keys only", "q latent", "spectral", "calibrated"})
+                self.assertTrue(all(0 <= v < 2 for v in blk.values()), blk)
+                self.assertLess(blk["calibrated"], blk["spectral"])
+
+    def test_mla_student_from_mha_student(self):
+        """convert --source student makes an MLA copy of the finished MHA student (its EMA; the
+        teacher stays the DMD score), and student --arch mla --start convert distills on from that
+        copy, with no fine-tune in the folder."""
+        torch.manual_seed(0)
+        with tempfile.TemporaryDirectory() as d:
+            run("ae", d, "--steps", "1")
+            run("teacher", d, "--steps", "1")
+            run("student", d, "--arch", "mha", "--steps", "2", "--fake-warmup", "1")
+            self.assertIn("from student_mha step 2", run("convert", d, "--source", "student"))
+            conv = train.load_ckpt(os.path.join(d, "convert.pt"))
+            student = train.load_ckpt(os.path.join(d, "student_mha.pt"))["ema"]
+            teacher = train.load_ckpt(os.path.join(d, "teacher.pt"))["ema"]
+            self.assertEqual(conv["source"], "student_mha")
+            name = "blocks.0.ffn.0.weight"
+            self.assertTrue(torch.equal(conv["ema"][name], student[name]))
+            self.assertFalse(torch.equal(conv["ema"][name], teacher[name]))
+            carry = os.path.join(d, "carry")
+            with redirect_stdout(io.StringIO()):
+                train.main(["--stage", "student", "--arch", "mla", "--ckpt-dir", d, "--start", "convert", "--pack", carry])
+            self.assertEqual(sorted({f.split(".")[0] for f in os.listdir(carry)}), ["convert", "teacher"])
+            self.assertFalse(os.path.exists(os.path.join(d, "finetune.pt")))
+            out = run("student", d, "--arch", "mla", "--start", "convert", "--steps", "1", "--fake-warmup", "1")
+            self.assertIn("stage=student_mla step=1/1 done", out)
 
     def test_chain_from_model_file(self):
         """A new chain from a shipped model file (the int8 export): ae --init-from takes its
