@@ -1022,6 +1022,27 @@ def _unit_rms(c, eps=1e-6):
     return c * torch.rsqrt(c.pow(2).mean(-1, keepdim=True) + eps)
 
 
+def shared_rope_key(q, k):
+    """One rope key for all heads. q, k [N, heads, R]: the heads' rope queries and keys (float64).
+    Per rope pair the heads' keys, as complex numbers [N, heads], are approximated at rank one,
+    Z ~ w alpha^T (heads weighted by their queries' size): w is the shared key, and conj(alpha_h)
+    moves into head h's query, exact for the logits because a complex factor commutes with the
+    rotation: q . R(alpha w) = (conj(alpha) q) . R w. Returns (the queries so moved [N, heads, R],
+    the shared key [N, R])."""
+    q = q.clone()
+    shared = torch.zeros(k.shape[0], k.shape[2], dtype=k.dtype, device=k.device)
+    for j in range(0, k.shape[2], 2):
+        z = torch.complex(k[:, :, j], k[:, :, j + 1])
+        qz = torch.complex(q[:, :, j], q[:, :, j + 1])
+        s = qz.abs().pow(2).mean(0).sqrt() + 1e-12
+        u, sv, vh = torch.linalg.svd(z * s, full_matrices=False)
+        w, alpha = sv[0] * u[:, 0], vh[0] / s
+        qz = qz * alpha.conj()
+        q[:, :, j], q[:, :, j + 1] = qz.real, qz.imag
+        shared[:, j], shared[:, j + 1] = w.real, w.imag
+    return q, shared
+
+
 @torch.no_grad()
 def calibrate_block(blk_mha, blk_mla, cfg, x):
     """Calibrated init of one self-attention from sample inputs x [N, dim]: the MLA attention fitted to
@@ -1030,11 +1051,8 @@ def calibrate_block(blk_mha, blk_mla, cfg, x):
     projections, weighted by the inputs), up-projections refitted by least squares on the normalised
     latents (the MLA norms sit on the latents, the MHA norms on the full queries and keys; the MHA
     biases, dropped by the spectral init, are in the targets; the values' constant part goes to the
-    output bias, exact because attention weights sum to one). The shared rope key: per rope pair the
-    heads' keys, as complex numbers [tokens, heads], are approximated at rank one, Z ~ w alpha^T
-    (heads weighted by their queries' size); w is the shared key, and conj(alpha_h) moves into head h's
-    query rope projection, exact because a complex factor commutes with the rotation:
-    q . R(alpha w) = (conj(alpha) q) . R w."""
+    output bias, exact because attention weights sum to one). The shared rope key: shared_rope_key,
+    the heads' factors moved into the query rope projection."""
     a, b = blk_mha.self_attn, blk_mla.self_attn
     H, hd = cfg["heads"], cfg["head_dim"]
     m = cfg["mla"]
@@ -1047,18 +1065,9 @@ def calibrate_block(blk_mha, blk_mla, cfg, x):
     k = a.norm_k(a.k(xf)).double().view(-1, H, hd)
     v = a.v(xf).double()
     x = x.double()
-    qn, qr = q[:, :, nope_idx].reshape(-1, H * N), q[:, :, rope_idx].clone()
+    qn, qr = q[:, :, nope_idx].reshape(-1, H * N), q[:, :, rope_idx]
     kn, kr = k[:, :, nope_idx].reshape(-1, H * N), k[:, :, rope_idx]
-    k_shared = torch.zeros(kr.shape[0], R, dtype=kr.dtype, device=kr.device)
-    for j in range(0, R, 2):
-        z = torch.complex(kr[:, :, j], kr[:, :, j + 1])
-        qz = torch.complex(qr[:, :, j], qr[:, :, j + 1])
-        s = qz.abs().pow(2).mean(0).sqrt() + 1e-12
-        u, sv, vh = torch.linalg.svd(z * s, full_matrices=False)
-        w, alpha = sv[0] * u[:, 0], vh[0] / s
-        qz = qz * alpha.conj()
-        qr[:, :, j], qr[:, :, j + 1] = qz.real, qz.imag
-        k_shared[:, j], k_shared[:, j + 1] = w.real, w.imag
+    qr, k_shared = shared_rope_key(qr, kr)
     qr = qr.reshape(-1, H * R)
     # queries
     down = _rrr_down(x, torch.cat([qn, qr], 1), dq)
@@ -1081,11 +1090,11 @@ def calibrate_block(blk_mha, blk_mla, cfg, x):
 
 
 @torch.no_grad()
-def attention_samples(args, model, cfg, data, enc, dev, clips):
+def attention_samples(args, model, cfg, data, enc, dev, clips, step=10**6):
     """Inputs of every self-attention of `model` over one teacher-forcing batch of `clips` clips x 2
-    chunks: per block, all its input rows [N, dim] (float) and its first call, the first chunk with no
-    cache: (x [B, T, dim], rope_q, rope_k)."""
-    x0, noise, xt, sig, (p1, p2, use2, rc), _ = fm_batch(args, data, enc, dev, 10**6, clips, 2, cfg)
+    chunks (the world's clips of batch `step`): per block, all its input rows [N, dim] (float) and its
+    first call, the first chunk with no cache: (x [B, T, dim], rope_q, rope_k)."""
+    x0, noise, xt, sig, (p1, p2, use2, rc), _ = fm_batch(args, data, enc, dev, step, clips, 2, cfg)
     calls = {i: [] for i in range(len(model.blocks))}
     hooks = [blk.self_attn.register_forward_pre_hook(lambda mod, inp, i=i: calls[i].append(inp[:3]))
              for i, blk in enumerate(model.blocks)]

@@ -3,7 +3,8 @@
 teacher, or the MHA student with --source student), the relative error of its self-attention output
 on the model's own inputs (the first chunk of a teacher-forcing batch, no cache) when one part of
 the MLA form is imposed at a time, and under the whole spectral and calibrated conversions of
-tools/train.py (convert_block, calibrate_block). Runs on the CPU in about a minute.
+tools/train.py (convert_block, calibrate_block, fitted on the inputs of another batch). About a
+minute on the CPU.
 
     /usr/bin/python3 tools/eval/conversion.py --ckpt-dir CK [--source student] [--json OUT.json]
 
@@ -16,7 +17,7 @@ The rows:
   kv latent        keys (non-rope channels) and values through a rank-d_c latent, the best on these
                    activations (their truncated SVD); "values only" and "keys only" beside it
   q latent         queries through a rank-d_q latent (the same way)
-  spectral / calibrated  the whole conversion, fitted on other rows of the same batch
+  spectral / calibrated  the whole conversion, fitted as convert fits it on another batch
 """
 import argparse
 import copy
@@ -48,22 +49,15 @@ def _low_rank(t, rank):
 
 
 def _rank1_shared(q, k, rope_idx):
-    """Per rope pair, the heads' keys [tokens, heads] as complex numbers approximated at rank one
-    (heads weighted by their queries' size): the shared key in every head's slot, the heads' factors
-    moved into their queries (as calibrate_block does)."""
-    q, k = q.clone(), k.clone()
+    """q, k [B, T, H, D] with the rope key shared as calibrate_block shares it (train.shared_rope_key):
+    the shared key in every head's rope channels, the heads' factors moved into their queries."""
     B, T, H, _ = k.shape
-    for j in range(0, len(rope_idx), 2):
-        c0, c1 = rope_idx[j], rope_idx[j + 1]
-        z = torch.complex(k[..., c0].double(), k[..., c1].double()).reshape(B * T, H)
-        qz = torch.complex(q[..., c0].double(), q[..., c1].double()).reshape(B * T, H)
-        s = qz.abs().pow(2).mean(0).sqrt() + 1e-12
-        u, sv, vh = torch.linalg.svd(z * s, full_matrices=False)
-        w, alpha = sv[0] * u[:, 0], vh[0] / s
-        qz = (qz * alpha.conj()).reshape(B, T, H)
-        w = w.reshape(B, T, 1).expand(B, T, H)
-        k[..., c0], k[..., c1] = w.real.to(k.dtype), w.imag.to(k.dtype)
-        q[..., c0], q[..., c1] = qz.real.to(q.dtype), qz.imag.to(q.dtype)
+    R = len(rope_idx)
+    qr, shared = train.shared_rope_key(q[..., rope_idx].reshape(-1, H, R).double(),
+                                       k[..., rope_idx].reshape(-1, H, R).double())
+    q, k = q.clone(), k.clone()
+    q[..., rope_idx] = qr.view(B, T, H, R).to(q.dtype)
+    k[..., rope_idx] = shared.view(B, T, 1, R).expand(B, T, H, R).to(k.dtype)
     return q, k
 
 
@@ -135,16 +129,16 @@ def main(argv=None):
     src.eval()
     data = train.Data(args, cfg_mla, dev)
     enc = train.load_encoder(args, cfg_mla, dev)
-    rows, calls = train.attention_samples(args, src, ck["cfg"], data, enc, dev, a.clips)
+    # the conversions are fitted on one batch (as convert fits them) and judged on another's first chunk
+    rows, _ = train.attention_samples(args, src, ck["cfg"], data, enc, dev, a.clips)
+    _, calls = train.attention_samples(args, src, ck["cfg"], data, enc, dev, a.clips, step=10**6 + 2)
     mla = train.make_dit(cfg_mla, dev).eval()
     _, _, gh, gw = vm.latent_grid(cfg_mla)
     frames = cfg_mla["stream"]["chunk_frames"]
     rope_mla = mla.rope_tables(0, frames, gh, gw, dev)
     table = []
     for i, blk in enumerate(src.blocks):
-        # the conversions are fitted on the rows after the first chunk's call and judged on that call
-        n_first = calls[i][0].shape[0] * calls[i][0].shape[1]
-        fit = rows[i][n_first:]
+        fit = rows[i]
         spec, cal = copy.deepcopy(mla.blocks[i]), copy.deepcopy(mla.blocks[i])
         train.convert_block(blk, spec, cfg_mla, fit[torch.randperm(fit.shape[0], device=fit.device)[:8192]])
         train.calibrate_block(blk, cal, cfg_mla, fit)
