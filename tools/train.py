@@ -1107,6 +1107,34 @@ def attention_samples(args, model, cfg, data, enc, dev, clips, step=10**6):
     return rows, [calls[i][0] for i in range(len(model.blocks))]
 
 
+def refine_block(blk_mha, blk_mla, call, rope_mla, steps, lr=1e-3):
+    """Adam on one MLA self-attention (all its weights) so that its output matches the MHA one's on
+    sample sequences: call = (x [B, T, dim], rope_q, rope_k) of the MHA attention (a first chunk, no
+    cache), rope_mla the MLA model's tables for the same positions. Returns the relative error before
+    and after (on the same sequences)."""
+    a, b = blk_mha.self_attn, blk_mla.self_attn
+    x = call[0].float()
+    with torch.no_grad():
+        ref = a(x, call[1], call[2], None)[0] - a.o.bias
+    scale = ref.pow(2).mean()
+    req = [p.requires_grad for p in b.parameters()]
+    b.requires_grad_(True)
+    opt = torch.optim.Adam(b.parameters(), lr=lr)
+    errs = []
+    for step in range(steps + 1):
+        with torch.enable_grad():
+            loss = (b(x, *rope_mla, None)[0] - a.o.bias - ref).pow(2).mean() / scale
+            if step in (0, steps):
+                errs.append(float(loss.detach().sqrt()))
+            if step < steps:
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    for p, r in zip(b.parameters(), req):
+        p.requires_grad_(r)
+    return errs
+
+
 def stage_convert(args, dev):
     # the MHA model to convert: the teacher (then fine-tuned as a flow model), or with --source student
     # the finished MHA student (then distilled on as an MLA student, --start convert)
@@ -1126,6 +1154,11 @@ def stage_convert(args, dev):
     if args.init != "random":
         # the calibrated init fits to the sample inputs and takes more of them
         rows, _ = attention_samples(args, teacher, tck["cfg"], data, enc, dev, 4 if args.init == "spectral" else 16)
+        if args.init == "calibrated" and args.refine_steps:
+            # the refinement's sequences: the first chunks of another batch
+            _, calls = attention_samples(args, teacher, tck["cfg"], data, enc, dev, 16, step=10**6 + 3)
+            _, _, gh, gw = vm.latent_grid(cfg_mla)
+            rope_mla = mla.rope_tables(0, cfg_mla["stream"]["chunk_frames"], gh, gw, dev)
         for i, (bt, bm) in enumerate(zip(teacher.blocks, mla.blocks)):
             x = rows[i]
             if args.init == "spectral":
@@ -1133,6 +1166,11 @@ def stage_convert(args, dev):
                 convert_block(bt, bm, cfg_mla, x)
             else:
                 calibrate_block(bt, bm, cfg_mla, x)
+                if args.refine_steps:
+                    e0, e1 = refine_block(bt, bm, calls[i], rope_mla, args.refine_steps)
+                    print(f"convert: block {i} attention error on its refining sequences {e0:.3f} -> {e1:.3f} "
+                          f"({args.refine_steps} steps)",
+                          flush=True)
     # how close the MLA model starts: its velocity against the source's on a fresh batch (the same
     # batch and noise whatever the init)
     torch.manual_seed(args.seed + 12345)
@@ -1317,6 +1355,8 @@ def parse(argv=None):
     ap.add_argument("--init", choices=["spectral", "calibrated", "random"], default="spectral",
                     help="convert: spectral (truncated SVD of the projections), calibrated (fitted to what the "
                          "MHA attention computes on sample inputs, calibrate_block) or random")
+    ap.add_argument("--refine-steps", type=int, default=200,
+                    help="convert --init calibrated: Adam steps per block on the attention's output (refine_block)")
     ap.add_argument("--source", choices=["teacher", "student"], default="teacher",
                     help="convert: the MHA model to convert, the teacher (then fine-tuned) or the finished MHA "
                          "student in --ckpt-dir (then distilled on as an MLA student with --start convert)")

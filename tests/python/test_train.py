@@ -443,7 +443,8 @@ class MicroTraining(unittest.TestCase):
     def test_calibrated_conversion(self):
         """convert --init calibrated (calibrate_block) fits one MLA self-attention to what an MHA one
         computes on sample inputs; on other inputs it reproduces the MHA attention's output closer than
-        the spectral init (convert_block) does."""
+        the spectral init (convert_block) does, and refine_block (Adam on the attention's output over
+        sample sequences) brings it closer still."""
         load = lambda name: train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs", name)))  # noqa: E731
         cfg_mha, cfg_mla = load("tiny-mha.json"), load("tiny.json")
         mha = vinit.random_model(cfg_mha, _util.vocabulary(), 4, "strong").eval()
@@ -454,7 +455,7 @@ class MicroTraining(unittest.TestCase):
         gh, gw = 4, 4
         frames = cfg_mha["stream"]["chunk_frames"]
         sample = lambda n: torch.randn(n, dim, generator=gen) * scale + shift  # noqa: E731
-        x_fit, x = sample(4096), sample(2 * frames * gh * gw).view(2, frames * gh * gw, dim)
+        x_fit, x = sample(4096), sample(32 * frames * gh * gw).view(32, frames * gh * gw, dim)
         errs = {}
         with torch.no_grad():
             ref, _ = mha.blocks[0].self_attn(x, *mha.rope_tables(0, frames, gh, gw, x.device))
@@ -463,7 +464,15 @@ class MicroTraining(unittest.TestCase):
                 fn(mha.blocks[0], mla.blocks[0], mla.cfg, x_fit)
                 out, _ = mla.blocks[0].self_attn(x, *mla.rope_tables(0, frames, gh, gw, x.device))
                 errs[init] = float((out - ref).norm() / ref.norm())
+            seqs = sample(64 * frames * gh * gw).view(64, frames * gh * gw, dim)
+            before, after = train.refine_block(mha.blocks[0], mla.blocks[0],
+                                               (seqs, *mha.rope_tables(0, frames, gh, gw, x.device)),
+                                               mla.rope_tables(0, frames, gh, gw, x.device), 100)
+            out, _ = mla.blocks[0].self_attn(x, *mla.rope_tables(0, frames, gh, gw, x.device))
+            errs["refined"] = float((out - ref).norm() / ref.norm())
         self.assertLess(errs["calibrated"], 0.5 * errs["spectral"], errs)
+        self.assertLess(after, 0.9 * before)
+        self.assertLess(errs["refined"], errs["calibrated"], errs)
 
     def test_conversion_report(self):
         """tools/eval/conversion.py: per block, the self-attention error of each part of the MLA form
@@ -475,14 +484,16 @@ class MicroTraining(unittest.TestCase):
             run("teacher", d, "--steps", "2")
             out = io.StringIO()
             with redirect_stdout(out):
-                conversion.main(["--ckpt-dir", d, "--micro", "--clips", "8", "--json", os.path.join(d, "c.json")])
+                conversion.main(["--ckpt-dir", d, "--micro", "--clips", "8", "--refine-steps", "20",
+                                 "--json", os.path.join(d, "c.json")])
             self.assertIn("| shared key rank1 |", out.getvalue())
             with open(os.path.join(d, "c.json")) as f:
                 rep = json.load(f)
             self.assertEqual((rep["source"], rep["step"], len(rep["blocks"])), ("teacher", 2, 2))
             for blk in rep["blocks"]:
                 self.assertEqual(set(blk), {"partial rope", "shared key mean", "shared key rank1", "kv latent",
-                                            "values only", "keys only", "q latent", "spectral", "calibrated"})
+                                            "values only", "keys only", "q latent", "spectral", "calibrated",
+                                            "calibrated, refined"})
                 self.assertTrue(all(0 <= v < 2 for v in blk.values()), blk)
                 self.assertLess(blk["calibrated"], blk["spectral"])
 

@@ -3,8 +3,8 @@
 teacher, or the MHA student with --source student), the relative error of its self-attention output
 on the model's own inputs (the first chunk of a teacher-forcing batch, no cache) when one part of
 the MLA form is imposed at a time, and under the whole spectral and calibrated conversions of
-tools/train.py (convert_block, calibrate_block, fitted on the inputs of another batch). About a
-minute on the CPU.
+tools/train.py (convert_block, calibrate_block and refine_block, fitted on the inputs of other
+batches). A few minutes on the CPU.
 
     /usr/bin/python3 tools/eval/conversion.py --ckpt-dir CK [--source student] [--json OUT.json]
 
@@ -18,12 +18,15 @@ The rows:
                    activations (their truncated SVD); "values only" and "keys only" beside it
   q latent         queries through a rank-d_q latent (the same way)
   spectral / calibrated  the whole conversion, fitted as convert fits it on another batch
+  calibrated, refined    and refined as convert --init calibrated refines it (refine_block) on the
+                         first chunks of a third batch
 """
 import argparse
 import copy
 import json
 import math
 import os
+import random
 import sys
 
 import torch
@@ -62,7 +65,7 @@ def _rank1_shared(q, k, rope_idx):
 
 
 @torch.no_grad()
-def block_errors(blk, blk_mla_spec, blk_mla_cal, cfg_mla, call, rope_mla):
+def block_errors(blk, blk_mla_spec, blk_mla_cal, blk_mla_refined, cfg_mla, call, rope_mla):
     """{row: relative error} of one block's self-attention output (see the module's doc)."""
     a = blk.self_attn
     x, rope_q, rope_k = call
@@ -102,7 +105,8 @@ def block_errors(blk, blk_mla_spec, blk_mla_cal, cfg_mla, call, rope_mla):
         "keys only": err(_attend(rot(q, rope_q), rot(k_lat, rope_k), v)),
         "q latent": err(_attend(rot(_low_rank(q, m["q_latent"]), rope_q), rot(k, rope_k), v)),
     }
-    for name, b in (("spectral", blk_mla_spec), ("calibrated", blk_mla_cal)):
+    whole = (("spectral", blk_mla_spec), ("calibrated", blk_mla_cal), ("calibrated, refined", blk_mla_refined))
+    for name, b in whole:
         o, _ = b.self_attn(x, *rope_mla, None)
         out[name] = float((o - a.o.bias - ref_o).norm() / ref_o.norm())
     return out
@@ -113,6 +117,7 @@ def main(argv=None):
     ap.add_argument("--ckpt-dir", required=True)
     ap.add_argument("--source", choices=["teacher", "student"], default="teacher")
     ap.add_argument("--clips", type=int, default=16, help="clips of the teacher-forcing batch (x 2 chunks)")
+    ap.add_argument("--refine-steps", type=int, default=200, help="refine_block steps (as convert --refine-steps)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--micro", action="store_true", help="micro configuration (tests)")
     ap.add_argument("--json", default=None, help="also write the table here")
@@ -121,6 +126,7 @@ def main(argv=None):
                        + (["--micro"] if a.micro else []))
     dev = torch.device(a.device)
     torch.manual_seed(args.seed)
+    random.seed(args.seed)  # the prompt plans of the batches
     name = "teacher" if a.source == "teacher" else "student_mha"
     ck = train.require(args, name)
     cfg_mla = train.load_cfg(args, "mla")
@@ -132,6 +138,7 @@ def main(argv=None):
     # the conversions are fitted on one batch (as convert fits them) and judged on another's first chunk
     rows, _ = train.attention_samples(args, src, ck["cfg"], data, enc, dev, a.clips)
     _, calls = train.attention_samples(args, src, ck["cfg"], data, enc, dev, a.clips, step=10**6 + 2)
+    _, refine_calls = train.attention_samples(args, src, ck["cfg"], data, enc, dev, a.clips, step=10**6 + 3)
     mla = train.make_dit(cfg_mla, dev).eval()
     _, _, gh, gw = vm.latent_grid(cfg_mla)
     frames = cfg_mla["stream"]["chunk_frames"]
@@ -142,7 +149,9 @@ def main(argv=None):
         spec, cal = copy.deepcopy(mla.blocks[i]), copy.deepcopy(mla.blocks[i])
         train.convert_block(blk, spec, cfg_mla, fit[torch.randperm(fit.shape[0], device=fit.device)[:8192]])
         train.calibrate_block(blk, cal, cfg_mla, fit)
-        table.append(block_errors(blk, spec, cal, cfg_mla, calls[i], rope_mla))
+        refined = copy.deepcopy(cal)
+        train.refine_block(blk, refined, refine_calls[i], rope_mla, a.refine_steps)
+        table.append(block_errors(blk, spec, cal, refined, cfg_mla, calls[i], rope_mla))
     names = list(table[0])
     print(f"self-attention output error against the MHA one, {name} step {ck['step']} ({a.ckpt_dir}), relative:")
     print("| approximation | " + " | ".join(f"block {i}" for i in range(len(table))) + " |")
