@@ -1169,8 +1169,7 @@ def stage_convert(args, dev):
                 if args.refine_steps:
                     e0, e1 = refine_block(bt, bm, calls[i], rope_mla, args.refine_steps)
                     print(f"convert: block {i} attention error on its refining sequences {e0:.3f} -> {e1:.3f} "
-                          f"({args.refine_steps} steps)",
-                          flush=True)
+                          f"({args.refine_steps} steps)", flush=True)
     # how close the MLA model starts: its velocity against the source's on a fresh batch (the same
     # batch and noise whatever the init)
     torch.manual_seed(args.seed + 12345)
