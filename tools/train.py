@@ -1115,15 +1115,15 @@ def refine_block(blk_mha, blk_mla, call, rope_mla, steps, lr=1e-3):
     a, b = blk_mha.self_attn, blk_mla.self_attn
     x = call[0].float()
     with torch.no_grad():
-        ref = a(x, call[1], call[2], None)[0] - a.o.bias
-    scale = ref.pow(2).mean()
+        ref = a(x, call[1], call[2], None)[0]
+        scale = (ref - a.o.bias).pow(2).mean()  # the attention's part of the output, its bias aside
     req = [p.requires_grad for p in b.parameters()]
     b.requires_grad_(True)
     opt = torch.optim.Adam(b.parameters(), lr=lr)
     errs = []
     for step in range(steps + 1):
         with torch.enable_grad():
-            loss = (b(x, *rope_mla, None)[0] - a.o.bias - ref).pow(2).mean() / scale
+            loss = (b(x, *rope_mla, None)[0] - ref).pow(2).mean() / scale
             if step in (0, steps):
                 errs.append(float(loss.detach().sqrt()))
             if step < steps:

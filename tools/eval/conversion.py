@@ -45,10 +45,9 @@ def _attend(q, k, v):
 
 
 def _low_rank(t, rank):
-    """The best rank-`rank` approximation of the rows of t [..., n] (truncated SVD)."""
-    f = t.reshape(-1, t.shape[-1]).double()
-    u, s, vh = torch.linalg.svd(f, full_matrices=False)
-    return ((u[:, :rank] * s[:rank]) @ vh[:rank]).to(t.dtype).view(t.shape)
+    """The best rank-`rank` approximation of the rows of t [..., n] (truncated SVD, train._svd_split)."""
+    up, down, _ = train._svd_split(t.reshape(-1, t.shape[-1]), rank)
+    return (up @ down).to(t.dtype).view(t.shape)
 
 
 def _rank1_shared(q, k, rope_idx):
