@@ -46,7 +46,8 @@ def build(ckpt_dir, arch, source):
     sd.update({f"decoder.{k}": v for k, v in ae["decoder"].items()})
     sd.update({f"encoder.{k}": v for k, v in ae["encoder"].items()})
     model.load_state_dict(sd)
-    info = f"{name} step {ck['step']}{'' if ck.get('done') else ' (unfinished)'}, ae step {ae['step']}"
+    ae_info = f"the autoencoder of an earlier {ae['from']}" if ae.get("from") else f"ae step {ae['step']}"
+    info = f"{name} step {ck['step']}{'' if ck.get('done') else ' (unfinished)'}, {ae_info}"
     return model, info
 
 

@@ -201,6 +201,25 @@ class MicroTraining(unittest.TestCase):
                 w, h = struct.unpack(">II", f.read(24)[16:24])
             self.assertEqual(w, 6 * 32 + 6)
             self.assertIn(h, (32, 2 * 32 + 4))
+            # sdedit: real first chunks noised to each level and denoised by the model; level 0 is the
+            # autoencoder's round trip (no latent error); the same noise twice gives the same hits
+            from eval import sdedit
+            with redirect_stdout(io.StringIO()):
+                r1 = sdedit.run(paths[0], os.path.join(d, "probe.pt"), 2, (0.0, 0.5, 1.0), log=lambda *_: None)
+                r2 = sdedit.run(paths[0], os.path.join(d, "probe.pt"), 2, (0.0, 0.5, 1.0), guidance=2.0,
+                                log=lambda *_: None)
+            self.assertEqual([x["sigma"] for x in r1["rows"]], [0.0, 0.5, 1.0])
+            self.assertEqual(r1["rows"][0]["latent_error"], 0.0)
+            self.assertGreater(r1["rows"][2]["latent_error"], 0.0)
+            self.assertEqual(r1["hits"]["0.0"], r2["hits"]["0.0"])  # no sampling at level 0
+            self.assertEqual(len(r1["hits"]["1.0"]["subject"]), 2)
+            self.assertEqual(sdedit.run(paths[0], os.path.join(d, "probe.pt"), 2, (0.0, 0.5, 1.0),
+                                        log=lambda *_: None)["hits"], r1["hits"])
+            self.assertEqual(sdedit.schedule_below([1.0, 0.75, 0.5, 0.25], 0.6), [0.6, 0.5, 0.25])
+            r1["label"] = "m"
+            self.assertIn("| 0.5 | ", sdedit.table([r1]))
+            with self.assertRaises(SystemExit):
+                sdedit.main(["--model", paths[0], "--probe", os.path.join(d, "probe.pt"), "--levels", "0,1.5"])
 
     def test_subject_weighted_autoencoder_loss(self):
         """--fg-weight: the weight map marks exactly the pixels a subject changes (plus a 2-pixel rim)
@@ -543,6 +562,8 @@ class MicroTraining(unittest.TestCase):
             self.assertIn("step=1/1 done", out)
             run("convert", ck)
             self.assertEqual(train.load_ckpt(os.path.join(ck, "convert.pt"))["cfg"]["patch"], [1, 1, 1])
+            import export  # the export names where the autoencoder came from
+            self.assertIn("the autoencoder of an earlier twin.safetensors", export.build(ck, "mha", "teacher")[1])
             with self.assertRaises(SystemExit):
                 run("finetune", ck, "--steps", "1", "--patch", "2")
             # the teacher starts from the dequantized weights (int8: within a group's rounding)
