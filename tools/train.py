@@ -111,7 +111,12 @@ def load_cfg(args, attention):
         raise SystemExit(f"--patch {args.patch}: the teacher in {args.ckpt_dir} has patches of "
                          f"{have_patch[1]}x{have_patch[2]} latent pixels; a teacher of other patches "
                          f"starts in a new folder (--init-from {tpath} --patch {args.patch})")
+    if have and args.ffn_dim and args.ffn_dim != have["ffn_dim"]:
+        raise SystemExit(f"--ffn-dim {args.ffn_dim}: the teacher in {args.ckpt_dir} has feed-forward layers of "
+                         f"{have['ffn_dim']}; a wider teacher starts in a new folder (--init-from {tpath} "
+                         f"--ffn-dim {args.ffn_dim})")
     cfg["layers"] = have["layers"] if have else args.layers or cfg["layers"]
+    cfg["ffn_dim"] = have["ffn_dim"] if have else args.ffn_dim or cfg["ffn_dim"]
     cfg["patch"] = have_patch or patch or cfg["patch"]
     lh, lw, _, _ = vm.latent_grid(cfg)
     if lh % cfg["patch"][1] or lw % cfg["patch"][2]:
@@ -143,6 +148,29 @@ def resize_blocks(state, old_layers, new_layers):
                 rest = k[len(f"blocks.{i}."):]
                 fresh = at[i] != n and rest.startswith(zeroed)
                 out[f"blocks.{n}.{rest}"] = torch.zeros_like(v) if fresh else v.clone()
+    return out
+
+
+def widen_ffn(state, old_ffn, new_ffn, seed=0):
+    """A DiT state dict with feed-forward layers of old_ffn hidden units made into one of new_ffn >=
+    old_ffn. The old units keep their weights; each new unit gets input weights drawn like the old
+    ones (a normal of their spread, per block) and a zero bias and output weight, so the widened
+    network computes the same function and training grows the new units from there (Net2Net's
+    zero-initialised variant). Only the DiT blocks' FFNs are widened (not the text encoder's)."""
+    if new_ffn < old_ffn:
+        raise SystemExit(f"--ffn-dim {new_ffn}: a teacher's feed-forward layers can grow ({old_ffn} -> more), "
+                         f"not shrink")
+    g = torch.Generator().manual_seed(seed)
+    out = dict(state)
+    extra = new_ffn - old_ffn
+    for k, w in state.items():
+        if k.startswith("blocks.") and k.endswith(".ffn.0.weight"):  # [ffn, dim]
+            fresh = torch.randn(extra, w.shape[1], generator=g, dtype=torch.float32) * float(w.float().std())
+            out[k] = torch.cat([w, fresh.to(w.dtype)], 0)
+            b = k[:-len("weight")] + "bias"
+            out[b] = torch.cat([state[b], torch.zeros(extra, dtype=state[b].dtype)])
+            w2 = k.replace(".ffn.0.weight", ".ffn.2.weight")  # [dim, ffn]
+            out[w2] = torch.cat([state[w2], torch.zeros(state[w2].shape[0], extra, dtype=state[w2].dtype)], 1)
     return out
 
 
@@ -787,7 +815,7 @@ def tf_velocity(model, cfg, x0, xt, sig, cross, recache):
 def teacher_start(path, cfg):
     """The weights a teacher of configuration cfg starts from with --init-from PATH: another teacher
     checkpoint or a shipped MHA model file (its DiT and text encoder), made as deep as cfg
-    (resize_blocks) and of its patch size (repatch)."""
+    (resize_blocks), of its patch size (repatch) and as wide in the feed-forward layers (widen_ffn)."""
     if path.endswith(".safetensors"):
         had, w, _ = model_file_weights(path)
         if had.get("attention") != "mha":
@@ -805,7 +833,33 @@ def teacher_start(path, cfg):
     if old != new:
         w = repatch(w, old, new, cfg["out_channels"])
         print(f"teacher: patches of {old[0]}x{old[1]} made into {new[0]}x{new[1]} latent pixels", flush=True)
+    if had["ffn_dim"] != cfg["ffn_dim"]:
+        w = widen_ffn(w, had["ffn_dim"], cfg["ffn_dim"])
+        print(f"teacher: feed-forward layers widened from {had['ffn_dim']} to {cfg['ffn_dim']} hidden units "
+              f"(the new ones start silent)", flush=True)
     return w
+
+
+def student_start(path, arch, base):
+    """(configuration, DiT and text-encoder weights) of a student that starts apart from its teacher:
+    --student-from PATH, a student checkpoint (student_<arch>.pt) or a shipped model file of the same
+    attention, of any depth, patch or width. It keeps its own shape; its sampler and stream come from
+    `base` (the student recipe's). The latents must be the teacher's (same video and channels)."""
+    if path.endswith(".safetensors"):
+        had, w, _ = model_file_weights(path)
+    else:
+        init = load_ckpt(path)
+        if init is None or init.get("stage") != f"student_{arch}":
+            raise SystemExit(f"student: --student-from {path} is not a student_{arch} checkpoint or a model file")
+        had, w = init["cfg"], weights(init)
+    if had.get("attention") != arch:
+        raise SystemExit(f"student: --student-from {path} is an {had.get('attention')} model, not {arch}")
+    for key in ("video", "in_channels", "out_channels"):
+        if had[key] != base[key]:
+            raise SystemExit(f"student: --student-from {path} has {key} {had[key]}, the teacher's latents {base[key]}")
+    cfg = copy.deepcopy(had)
+    cfg["sampler"], cfg["stream"], cfg["name"] = copy.deepcopy(base["sampler"]), copy.deepcopy(base["stream"]), base["name"]
+    return cfg, w
 
 
 def stage_flow(args, dev, stage):
@@ -1204,10 +1258,20 @@ def stage_student(args, dev):
     real = make_dit(tck["cfg"], dev)
     real.load_state_dict(weights(tck))
     real.eval().requires_grad_(False)
-    gen = make_dit(cfg, dev)
     ck = load_ckpt(ckpt_path(args, name), dev)
+    start_w = None
+    if ck:
+        cfg = ck["cfg"]  # a student started apart from its teacher keeps its own shape
+    elif args.student_from:
+        cfg, start_w = student_start(args.student_from, args.arch, cfg)
+        print(f"{name}: starts from {args.student_from} ({cfg['layers']} blocks, feed-forward {cfg['ffn_dim']}, "
+              f"patch {cfg['patch'][1]}x{cfg['patch'][2]}); the teacher has {tck['cfg']['layers']} blocks, "
+              f"feed-forward {tck['cfg']['ffn_dim']}", flush=True)
+    gen = make_dit(cfg, dev)
     if ck:
         gen.load_state_dict(weights(ck) if ck.get("done") else ck["model"])
+    elif start_w is not None:
+        gen.load_state_dict(start_w)
     else:
         gen.load_state_dict(weights(require(args, args.start)) if args.arch == "mla" else weights(tck))
     gen.text_encoder.requires_grad_(False)
@@ -1345,6 +1409,14 @@ def parse(argv=None):
                     help="DiT patch size in latent pixels, square (default: the teacher's in --ckpt-dir, else the "
                          "config's 2); with teacher --init-from a teacher of larger patches, its patch embedding "
                          "and head are resized (see repatch)")
+    ap.add_argument("--ffn-dim", type=int, default=None,
+                    help="hidden units of the DiT's feed-forward layers (default: the teacher's in --ckpt-dir, else "
+                         "the config's 1024); with teacher --init-from a narrower teacher or model file, its "
+                         "layers are widened with silent new units (see widen_ffn)")
+    ap.add_argument("--student-from", default=None,
+                    help="student: start the generator from this student checkpoint or model file of the same "
+                         "attention (its own depth, patch and width) instead of the teacher or the fine-tune: "
+                         "a student apart from its teacher, e.g. the shipped width distilled from a wider teacher")
     ap.add_argument("--ae-width", type=float, default=1.0,
                     help="ae: scale every channel count of the encoder and decoder of resources/configs "
                          "(since 2026-11-27 those hold the shipped, twice-wide shape; later stages and the "

@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -540,6 +541,60 @@ class MicroTraining(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(d, "finetune.pt")))
             out = run("student", d, "--arch", "mla", "--start", "convert", "--steps", "1", "--fake-warmup", "1")
             self.assertIn("stage=student_mla step=1/1 done", out)
+
+    def test_wider_teacher_and_student_apart(self):
+        """--ffn-dim grows a teacher's feed-forward layers from a narrower start with silent new units
+        (the same function at the start); --student-from starts a student of its own, narrower shape
+        from a model file, distils it against the wide teacher, resumes it, and exports it."""
+        cfg = train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs/tiny-mha.json")))
+        src = vinit.random_model(cfg, _util.vocabulary(), 4, "strong").eval()
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "twin.safetensors")
+            vinit.export(src, _util.vocabulary(), path, int8=False, dtype="F32")
+            wide = train.file_config(dict(cfg, ffn_dim=2 * cfg["ffn_dim"]), _util.vocabulary())
+            model = train.make_dit(wide, torch.device("cpu")).eval()
+            with redirect_stdout(io.StringIO()):
+                model.load_state_dict(train.teacher_start(path, wide))
+            x = torch.randn(2, 3, cfg["in_channels"], 4, 4)
+            ids, lens = torch.tensor([[5, 9, 2, 0], [7, 3, 0, 0]]), torch.tensor([3, 2])
+            with torch.no_grad():
+                a = src.dit_pass(x, torch.tensor([500.0, 900.0]), src.cross_kv(src.encode_text(ids, lens)))[0]
+                b = model.dit_pass(x, torch.tensor([500.0, 900.0]), model.cross_kv(model.encode_text(ids, lens)))[0]
+            self.assertLess(float((a - b).abs().max()), 1e-4 * float(a.abs().max()))
+            self.assertEqual(model.state_dict()["blocks.0.ffn.0.weight"].shape[0], 2 * cfg["ffn_dim"])
+            ck = os.path.join(d, "ck")
+            run("ae", ck, "--init-from", path)
+            out = run("teacher", ck, "--steps", "1", "--init-from", path, "--ffn-dim", str(2 * cfg["ffn_dim"]))
+            self.assertIn(f"widened from {cfg['ffn_dim']} to {2 * cfg['ffn_dim']}", out)
+            self.assertEqual(train.load_ckpt(os.path.join(ck, "teacher.pt"))["cfg"]["ffn_dim"], 2 * cfg["ffn_dim"])
+            with self.assertRaises(SystemExit):  # the folder's teacher has another width
+                run("teacher", ck, "--steps", "2", "--ffn-dim", str(3 * cfg["ffn_dim"]))
+            with self.assertRaises(SystemExit):  # feed-forward layers grow, never shrink
+                train.widen_ffn(src.state_dict(), cfg["ffn_dim"], cfg["ffn_dim"] // 2)
+            # the MHA student starts from the narrow file, keeps its shape, resumes, exports
+            out = run("student", ck, "--arch", "mha", "--student-from", path, "--steps", "1", "--fake-warmup", "1")
+            self.assertIn(f"starts from {path}", out)
+            self.assertIn("stage=student_mha step=1/1 done", out)
+            self.assertIn("stage=student_mha step=2/2 done",
+                          run("student", ck, "--arch", "mha", "--steps", "2", "--fake-warmup", "1"))
+            sck = train.load_ckpt(os.path.join(ck, "student_mha.pt"))
+            self.assertEqual(sck["cfg"]["ffn_dim"], cfg["ffn_dim"])
+            self.assertEqual(sck["cfg"]["sampler"]["kind"], "renoise")
+            import export
+            m, _ = export.build(ck, "mha", "student")
+            self.assertEqual(m.cfg["ffn_dim"], cfg["ffn_dim"])
+            # an MLA student of its own from an MLA file; the wrong attention is an error
+            mcfg = train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs/tiny.json")))
+            mpath = os.path.join(d, "mla.safetensors")
+            vinit.export(vinit.random_model(mcfg, _util.vocabulary(), 5).eval(), _util.vocabulary(), mpath)
+            self.assertIn("stage=student_mla step=1/1 done",
+                          run("student", ck, "--arch", "mla", "--student-from", mpath, "--steps", "1",
+                              "--fake-warmup", "1"))
+            shutil.copytree(ck, os.path.join(d, "ck2"))
+            os.remove(os.path.join(d, "ck2", "student_mla.pt"))
+            with self.assertRaises(SystemExit) as e:
+                run("student", os.path.join(d, "ck2"), "--arch", "mla", "--student-from", path, "--steps", "1")
+            self.assertIn("is an mha model, not mla", str(e.exception))
 
     def test_chain_from_model_file(self):
         """A new chain from a shipped model file (the int8 export): ae --init-from takes its
