@@ -202,6 +202,15 @@ class MicroTraining(unittest.TestCase):
                 w, h = struct.unpack(">II", f.read(24)[16:24])
             self.assertEqual(w, 6 * 32 + 6)
             self.assertIn(h, (32, 2 * 32 + 4))
+            # ae_ceiling: the round trip per chunk, whose mean is the whole reading
+            from eval import ae_ceiling
+            with redirect_stdout(io.StringIO()):
+                ae_ceiling.main(["--model", paths[0], "--probe", os.path.join(d, "probe.pt"), "--out",
+                                 os.path.join(d, "ae.json"), "--n-videos", "2", "--chunks", "3"])
+            with open(os.path.join(d, "ae.json")) as f:
+                ae = json.load(f)
+            self.assertEqual(len(ae["roundtrip_per_chunk"]), 3)
+            self.assertAlmostEqual(sum(c["subject"] for c in ae["real_per_chunk"]) / 3, ae["real"]["subject"], places=6)
             # sdedit: real first chunks noised to each level and denoised by the model; level 0 is the
             # autoencoder's round trip (no latent error); the same noise twice gives the same hits
             from eval import sdedit
