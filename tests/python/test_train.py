@@ -210,6 +210,17 @@ class MicroTraining(unittest.TestCase):
             with open(os.path.join(d, "ae.json")) as f:
                 ae = json.load(f)
             self.assertEqual(len(ae["roundtrip_per_chunk"]), 3)
+            ae_ceiling.BATCH = 1  # one video at a time: the same readings
+            try:
+                with redirect_stdout(io.StringIO()):
+                    ae_ceiling.main(["--model", paths[0], "--probe", os.path.join(d, "probe.pt"), "--out",
+                                     os.path.join(d, "ae1.json"), "--n-videos", "2", "--chunks", "3"])
+            finally:
+                ae_ceiling.BATCH = 16
+            with open(os.path.join(d, "ae1.json")) as f:
+                ae1 = json.load(f)
+            self.assertEqual(ae1["roundtrip_per_chunk"], ae["roundtrip_per_chunk"])
+            self.assertAlmostEqual(ae1["psnr"], ae["psnr"], places=4)
             self.assertAlmostEqual(sum(c["subject"] for c in ae["real_per_chunk"]) / 3, ae["real"]["subject"], places=6)
             # sdedit: real first chunks noised to each level and denoised by the model; level 0 is the
             # autoencoder's round trip (no latent error); the same noise twice gives the same hits

@@ -16,6 +16,7 @@ own shape, e.g. a widened one), with no model file needed.
 """
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -25,9 +26,11 @@ TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TOOLS)
 
 from eval import metrics as M  # noqa: E402
-from eval.probe import load_probe  # noqa: E402
+from eval.probe import ATTRS, load_probe  # noqa: E402
 from vmla_ref import init as vinit  # noqa: E402
 from world import World  # noqa: E402
+
+BATCH = 16
 
 
 @torch.no_grad()
@@ -60,16 +63,22 @@ def main(argv=None):
     probe = load_probe(a.probe, size)[0].eval()
     world = World(seed=M.WORLD_SEED, size=size)
     scenes = M.eval_scenes(world, a.n_videos, a.chunks * cv)
-    real = M.real_video(scenes, a.chunks * cv, size, dev)
-    z, _ = encoder(real)
-    rec, _ = decoder(z)
-    rec = rec.clamp(0, 1)
-    psnr = float(-10 * torch.log10(((rec - real) ** 2).mean()))
+    # a few videos at a time (256 videos of 5 chunks at once would take 64 GB)
+    parts, se, n = {"real": [], "roundtrip": []}, 0.0, 0
+    for b0 in range(0, len(scenes), BATCH):
+        sc = scenes[b0:b0 + BATCH]
+        real = M.real_video(sc, a.chunks * cv, size, dev)
+        z, _ = encoder(real)
+        rec, _ = decoder(z)
+        rec = rec.clamp(0, 1)
+        se, n = se + float(((rec - real) ** 2).sum()), n + real.numel()
+        for name, video in (("real", real), ("roundtrip", rec)):
+            parts[name].append([c[0] for c in M.probe_chunks(probe, video, sc, cv)])
     source = os.path.basename(a.model or a.ae_ckpt)
     res = {"model": source, "label": a.label or source, "decoder_channels": cfg["decoder"]["channels"],
-           "n_videos": len(scenes), "chunks": a.chunks, "psnr": psnr}
-    for name, video in (("real", real), ("roundtrip", rec)):
-        chunks = M.probe_chunks(probe, video, scenes, cv)
+           "n_videos": len(scenes), "chunks": a.chunks, "psnr": float(-10 * math.log10(se / n))}
+    for name, batches in parts.items():
+        chunks = [({k: torch.cat([b[c][k] for b in batches]) for k in ATTRS},) for c in range(a.chunks)]
         res[name] = M.adherence(chunks)
         # chunk by chunk: later chunks show fewer subjects (they drift, rise or fall out of the
         # frame), so a ceiling is compared with readings of the same chunks
