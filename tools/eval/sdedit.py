@@ -98,7 +98,7 @@ def run(model_path, probe_path, n_videos=48, levels=LEVELS, guidance=1.0, seed=0
         log(f"sdedit: {min(b0 + batch, len(scenes))}/{len(scenes)} videos")
     rows = [{"sigma": s, "latent_error": sum(err[s]) / len(err[s]),
              **{a: sum(hits[s][a]) / len(hits[s][a]) for a in ATTRS}} for s in levels]
-    return {"model": os.path.basename(model_path), "description": model.cfg.get("name"), "n_videos": len(scenes),
+    return {"model": os.path.basename(model_path), "config_name": model.cfg.get("name"), "n_videos": len(scenes),
             "guidance": guidance, "seed": seed, "sampler": cfg["sampler"]["kind"], "rows": rows,
             "hits": {str(s): hits[s] for s in levels}}
 
