@@ -28,6 +28,19 @@ def encode_prompts(model, vocabulary, prompts, device):
     return model.cross_kv(model.encode_text(ids, lens))
 
 
+def sampler_step(kind, x, v, s, nxt, g):
+    """One step of a model's sampler from sigma s to sigma nxt (0 at the last step), given the velocity
+    v at x -> (next x, clean estimate x0). renoise (the students): x0 = x - s v, noised again to nxt
+    with fresh noise from generator g; euler (flow models): x + (nxt - s) v, which is its own estimate."""
+    if kind == "renoise":
+        x0 = x - s * v
+        if nxt > 0:
+            return (1 - nxt) * x0 + nxt * torch.randn(x.shape, device=x.device, generator=g), x0
+        return x0, x0
+    x = x + (nxt - s) * v
+    return x, x
+
+
 @torch.no_grad()
 def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, recache=True, guidance=1.0):
     """Batched streaming generation (the Streamer's algorithm, batched, torch noise).
@@ -71,14 +84,8 @@ def generate(model, vocabulary, scenes, n_chunks, device, seed=0, switch=True, r
                 if guided:
                     v_u = model.dit_pass(x, t, cross_u, cache_u.context(), cache_u.n_frames())[0].float()
                     v = v_u + guidance * (v - v_u)
-                last = i == len(sig) - 1
-                if sm["kind"] == "renoise":
-                    x0 = x - s * v
-                    if not last:
-                        x = (1 - sig[i + 1]) * x0 + sig[i + 1] * torch.randn(x.shape, device=device, generator=g)
-                else:
-                    x = x + ((0.0 if last else sig[i + 1]) - s) * v
-                    x0 = x
+                nxt = sig[i + 1] if i + 1 < len(sig) else 0.0
+                x, x0 = sampler_step(sm["kind"], x, v, s, nxt, g)
             t_ctx = torch.full((B,), float(sm["context_t"]), device=device)
             cache.append(model.dit_pass(x0, t_ctx, cross, ctx, n_ctx)[1], F_)
             if guided:

@@ -58,12 +58,7 @@ def denoise(model, x, s, cross, cross_u, guidance, seed):
             v_u = model.dit_pass(x, t, cross_u, None, 0)[0].float()
             v = v_u + guidance * (v - v_u)
         nxt = steps[i + 1] if i + 1 < len(steps) else 0.0
-        x0 = x - si * v
-        if sm["kind"] == "renoise":
-            x = (1 - nxt) * x0 + nxt * torch.randn(x.shape, generator=g) if nxt > 0 else x0
-        else:
-            x = x + (nxt - si) * v
-            x0 = x
+        x, x0 = M.sampler_step(sm["kind"], x, v, si, nxt, g)
     return x0
 
 
