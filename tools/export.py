@@ -3,6 +3,8 @@
 
     python3 tools/export.py --ckpt-dir CK                      # student checkpoints (default)
     python3 tools/export.py --ckpt-dir CK --source finetune    # undistilled: euler sampler
+    python3 tools/export.py --ckpt-dir CK --dit-from resources/models/vmla-tiny.safetensors
+                                                               # a model file's DiT with CK's autoencoder
 
 Outputs resources/models/vmla-tiny.safetensors (MLA) and resources/models/vmla-tiny-mha.safetensors
 (the MHA twin), metadata {config, vocabulary, format vmla-dit/1, trained true, description}. Weights:
@@ -22,18 +24,27 @@ from vmla_ref import init as vinit  # noqa: E402
 from vmla_ref import model as vm  # noqa: E402
 from vmla_ref import st  # noqa: E402
 from vmla_ref.stream import uniform_timesteps  # noqa: E402
-from train import load_ckpt, with_ae_of  # noqa: E402
+from train import load_ckpt, model_file_weights, with_ae_of  # noqa: E402
 
 MAX_BYTES = 24_000_000  # each shipped file (issue 3), and both under the working tree's budget
 SOURCES = {"mla": {"student": "student_mla", "finetune": "finetune", "teacher": None},
            "mha": {"student": "student_mha", "finetune": "teacher", "teacher": "teacher"}}
 
 
-def build(ckpt_dir, arch, source):
+def build(ckpt_dir, arch, source, dit_from=None):
+    """The model of `arch` from the checkpoints of the stage `source` in ckpt_dir, or with dit_from (a
+    model file of that attention) from that file's DiT and text encoder; the autoencoder from
+    ckpt_dir's ae.pt either way (dit_from: a shipped model redrawn by a retrained decoder)."""
     name = SOURCES[arch][source]
-    if name is None:
+    if dit_from:
+        had, w, _ = model_file_weights(dit_from)
+        if had.get("attention") != arch:
+            raise SystemExit(f"--dit-from {dit_from} is an {had.get('attention')} model, not {arch}")
+        ck, name = {"cfg": had, "ema": w, "step": "", "done": True}, os.path.basename(dit_from)
+    elif name is None:
         raise SystemExit(f"no {arch} model for source {source}")
-    ck = load_ckpt(os.path.join(ckpt_dir, f"{name}.pt"))
+    else:
+        ck = load_ckpt(os.path.join(ckpt_dir, f"{name}.pt"))
     ae = load_ckpt(os.path.join(ckpt_dir, "ae.pt"))
     if ck is None or ae is None:
         raise SystemExit(f"missing {name}.pt or ae.pt in {ckpt_dir}")
@@ -46,17 +57,21 @@ def build(ckpt_dir, arch, source):
     sd.update({f"decoder.{k}": v for k, v in ae["decoder"].items()})
     sd.update({f"encoder.{k}": v for k, v in ae["encoder"].items()})
     model.load_state_dict(sd)
-    ae_info = f"the autoencoder of an earlier {ae['from']}" if ae.get("from") else f"ae step {ae['step']}"
-    info = f"{name} step {ck['step']}{'' if ck.get('done') else ' (unfinished)'}, {ae_info}"
+    ae_info = f"ae step {ae['step']}"
+    if ae.get("from"):
+        ae_info = (f"the decoder of an earlier {ae['from']} fine-tuned {ae['step']} steps" if ae.get("decoder_only")
+                   else f"the autoencoder of an earlier {ae['from']}")
+    dit_info = f"the DiT of {name}" if dit_from else f"{name} step {ck['step']}{'' if ck.get('done') else ' (unfinished)'}"
+    info = f"{dit_info}, {ae_info}"
     return model, info
 
 
-def export(ckpt_dir, out_dir, source="student", archs=("mla", "mha"), weights="int8"):
+def export(ckpt_dir, out_dir, source="student", archs=("mla", "mha"), weights="int8", dit_from=None):
     vocab = vm.read_vocabulary(os.path.join(ROOT, "resources", "vocab", "tiny-words.txt"))
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for arch in archs:
-        model, info = build(ckpt_dir, arch, source)
+        model, info = build(ckpt_dir, arch, source, dit_from)
         fname = "vmla-tiny.safetensors" if arch == "mla" else "vmla-tiny-mha.safetensors"
         path = os.path.join(out_dir, fname)
         n = sum(p.numel() for p in model.parameters())
@@ -79,9 +94,14 @@ def main(argv=None):
     ap.add_argument("--source", choices=["student", "finetune", "teacher"], default="student")
     ap.add_argument("--arch", choices=["both", "mla", "mha"], default="both")
     ap.add_argument("--weights", choices=["int8", "bf16", "f16", "f32"], default="int8")
+    ap.add_argument("--dit-from", default=None,
+                    help="take the DiT and text encoder from this model file (one --arch, its attention) "
+                         "instead of a checkpoint; the autoencoder still comes from --ckpt-dir")
     a = ap.parse_args(argv)
     archs = ("mla", "mha") if a.arch == "both" else (a.arch,)
-    export(a.ckpt_dir, a.out_dir, a.source, archs, a.weights)
+    if a.dit_from and len(archs) != 1:
+        raise SystemExit("--dit-from takes one model file: give --arch mla or --arch mha")
+    export(a.ckpt_dir, a.out_dir, a.source, archs, a.weights, a.dit_from)
 
 
 if __name__ == "__main__":

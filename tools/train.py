@@ -677,7 +677,7 @@ def weighted_mse(a, b, weight):
     return (weight * (a - b) ** 2).sum() / (weight.expand_as(a).sum())
 
 
-def import_ae(args, base):
+def import_ae(args, base, announce=True):
     """ae --init-from FILE: the encoder and decoder of a shipped model file as a finished ae.pt, so a
     new chain can start from the shipped models (their training checkpoints are not kept)."""
     if not args.init_from.endswith(".safetensors"):
@@ -694,14 +694,25 @@ def import_ae(args, base):
     save_ckpt(ckpt_path(args, "ae"), {"stage": "ae", "step": 0, "done": True, "from": os.path.basename(args.init_from),
                                       "encoder": enc.state_dict(), "decoder": dec.state_dict(), "cfg": cfg},
               compact=False)
-    status("ae", 0, 0, True)
+    if announce:
+        status("ae", 0, 0, True)
 
 
 def stage_ae(args, dev):
     ck = load_ckpt(ckpt_path(args, "ae"), dev)
     base = load_cfg(args, "mla")
     if args.init_from and ck is None:  # a shipped model's autoencoder, taken as finished
-        return import_ae(args, base)
+        if not args.decoder_only:
+            return import_ae(args, base)
+        import_ae(args, base, announce=False)  # ... or as the start of a decoder fine-tune
+        ck = load_ckpt(ckpt_path(args, "ae"), dev)
+    # --decoder-only: the encoder stays frozen, so the latent space, and every DiT trained on it, is
+    # kept; only how latents are drawn back into pixels is trained (with --fg-weight, the subjects)
+    frozen = bool(args.decoder_only or (ck and ck.get("decoder_only")))
+    if ck and frozen != bool(ck.get("decoder_only")) and not (ck.get("from") and ck["step"] == 0):
+        raise SystemExit(f"ae: the autoencoder in {args.ckpt_dir} is "
+                         f"{'a decoder-only fine-tune' if ck.get('decoder_only') else 'trained whole'}; resume it "
+                         f"{'with' if ck.get('decoder_only') else 'without'} --decoder-only, or use another --ckpt-dir")
     wanted = widen_ae(base, args.ae_width) if args.ae_width != 1.0 else base
     cfg = with_ae_of(base, ck) if ck else wanted  # a resumed autoencoder keeps its shape
     if ck and args.ae_width != 1.0 and cfg["decoder"] != wanted["decoder"]:
@@ -711,7 +722,9 @@ def stage_ae(args, dev):
     steps, batch = args.steps or d["steps"], args.batch or d["batch"]
     enc, dec = build_ae(cfg)
     enc, dec = enc.to(dev), dec.to(dev)
-    params = list(enc.parameters()) + list(dec.parameters())
+    if frozen:
+        enc.requires_grad_(False)
+    params = list(dec.parameters()) if frozen else list(enc.parameters()) + list(dec.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr or d["lr"], weight_decay=0.0, betas=(0.9, 0.99))
     step = 0
     if ck:
@@ -727,7 +740,9 @@ def stage_ae(args, dev):
 
     def save(done=False):
         state = {"stage": "ae", "step": step, "done": done, "encoder": enc.state_dict(),
-                 "decoder": dec.state_dict(), "cfg": cfg}
+                 "decoder": dec.state_dict(), "cfg": cfg, "decoder_only": frozen}
+        if ck and ck.get("from"):
+            state["from"] = ck["from"]
         if not done:
             state["opt"] = opt.state_dict()
         save_ckpt(ckpt_path(args, "ae"), state, compact=False)
@@ -740,7 +755,8 @@ def stage_ae(args, dev):
         video, scenes = data.world.batch(step, batch, n_frames, dev, frame0=f0)
         weight = subject_weight(video, scenes, data.world, f0, args.fg_weight) if args.fg_weight > 0 else None
         with autocast(dev):
-            z, _ = enc(video)
+            with torch.no_grad() if frozen else contextlib.nullcontext():
+                z, _ = enc(video)
             z = z.float()
             sigma = 0.2 * torch.rand(z.shape[0], 1, 1, 1, 1, device=dev)
             rec, _ = dec(z + sigma * torch.randn_like(z))
@@ -752,7 +768,7 @@ def stage_ae(args, dev):
             loss_rec = (weight * err).sum() / (weight.sum() * 3)
         zc = z.transpose(1, 2).flatten(2)  # [B, C, ...]
         loss_reg = (zc.mean((0, 2)) ** 2).mean() + ((zc.var((0, 2)) - 1.0) ** 2).mean()
-        loss = loss_rec + 0.02 * loss_reg
+        loss = loss_rec if frozen else loss_rec + 0.02 * loss_reg
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -1409,6 +1425,9 @@ def parse(argv=None):
                     help="DiT patch size in latent pixels, square (default: the teacher's in --ckpt-dir, else the "
                          "config's 2); with teacher --init-from a teacher of larger patches, its patch embedding "
                          "and head are resized (see repatch)")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="ae: train the decoder alone, the encoder frozen (the latent space, and so every DiT on it, "
+                         "is kept); with --init-from a model file, its autoencoder is the start")
     ap.add_argument("--ffn-dim", type=int, default=None,
                     help="hidden units of the DiT's feed-forward layers (default: the teacher's in --ckpt-dir, else "
                          "the config's 1024); with teacher --init-from a narrower teacher or model file, its "

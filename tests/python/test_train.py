@@ -562,6 +562,45 @@ class MicroTraining(unittest.TestCase):
             out = run("student", d, "--arch", "mla", "--start", "convert", "--steps", "1", "--fake-warmup", "1")
             self.assertIn("stage=student_mla step=1/1 done", out)
 
+    def test_decoder_fine_tune_of_a_model_file(self):
+        """ae --decoder-only --init-from FILE: the file's autoencoder with the encoder frozen (the
+        latent space kept) and the decoder trained; export --dit-from draws that file's DiT through
+        the new decoder. Resuming the other way round is an error."""
+        cfg = train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs/tiny-mha.json")))
+        src = vinit.random_model(cfg, _util.vocabulary(), 4, "strong").eval()
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "twin.safetensors")
+            vinit.export(src, _util.vocabulary(), path, int8=False, dtype="F32")
+            ck = os.path.join(d, "ck")
+            out = run("ae", ck, "--init-from", path, "--decoder-only", "--steps", "2", "--fg-weight", "4")
+            self.assertIn("stage=ae step=2/2 done", out)
+            self.assertNotIn("step=0/0", out)
+            ae = train.load_ckpt(os.path.join(ck, "ae.pt"))
+            self.assertTrue(ae["decoder_only"])
+            self.assertEqual(ae["from"], "twin.safetensors")
+            for k, v in src.encoder.state_dict().items():
+                self.assertTrue(torch.equal(ae["encoder"][k], v), k)
+            self.assertFalse(all(torch.equal(ae["decoder"][k], v) for k, v in src.decoder.state_dict().items()))
+            self.assertIn("stage=ae step=3/3 done", run("ae", ck, "--steps", "3"))  # resumes decoder-only
+            ae = train.load_ckpt(os.path.join(ck, "ae.pt"))
+            self.assertTrue(all(torch.equal(ae["encoder"][k], v) for k, v in src.encoder.state_dict().items()))
+            whole = os.path.join(d, "whole")
+            run("ae", whole, "--steps", "2")
+            with self.assertRaises(SystemExit) as e:  # an autoencoder trained whole does not go on frozen
+                run("ae", whole, "--steps", "3", "--decoder-only")
+            self.assertIn("trained whole", str(e.exception))
+            import export
+            model, info = export.build(ck, "mha", "student", dit_from=path)
+            self.assertIn("the DiT of twin.safetensors", info)
+            self.assertIn("decoder of an earlier twin.safetensors fine-tuned 3 steps", info)
+            sd = model.state_dict()
+            self.assertTrue(torch.equal(sd["blocks.0.ffn.0.weight"], src.state_dict()["blocks.0.ffn.0.weight"]))
+            self.assertTrue(all(torch.equal(sd["decoder." + k], v) for k, v in ae["decoder"].items()))
+            with self.assertRaises(SystemExit):
+                export.main(["--ckpt-dir", ck, "--dit-from", path, "--out-dir", d])  # --arch both
+            with self.assertRaises(SystemExit):
+                export.build(ck, "mla", "student", dit_from=path)  # an MHA file as MLA
+
     def test_wider_teacher_and_student_apart(self):
         """--ffn-dim grows a teacher's feed-forward layers from a narrower start with silent new units
         (the same function at the start); --student-from starts a student of its own, narrower shape
