@@ -58,9 +58,9 @@ def build(ckpt_dir, arch, source, dit_from=None):
     sd.update({f"encoder.{k}": v for k, v in ae["encoder"].items()})
     model.load_state_dict(sd)
     ae_info = f"ae step {ae['step']}"
-    if ae.get("from"):
-        ae_info = (f"the decoder of an earlier {ae['from']} fine-tuned {ae['step']} steps" if ae.get("decoder_only")
-                   else f"the autoencoder of an earlier {ae['from']}")
+    if ae.get("from"):  # taken from a model file (ae --init-from), perhaps trained on (--decoder-only or whole)
+        ae_info = (f"the {'decoder' if ae.get('decoder_only') else 'autoencoder'} of an earlier {ae['from']}"
+                   + (f", trained {ae['step']} steps more" if ae["step"] else ""))
     dit_info = f"the DiT of {name}" if dit_from else f"{name} step {ck['step']}{'' if ck.get('done') else ' (unfinished)'}"
     info = f"{dit_info}, {ae_info}"
     return model, info

@@ -592,7 +592,7 @@ class MicroTraining(unittest.TestCase):
             import export
             model, info = export.build(ck, "mha", "student", dit_from=path)
             self.assertIn("the DiT of twin.safetensors", info)
-            self.assertIn("decoder of an earlier twin.safetensors fine-tuned 3 steps", info)
+            self.assertIn("the decoder of an earlier twin.safetensors, trained 3 steps more", info)
             sd = model.state_dict()
             self.assertTrue(torch.equal(sd["blocks.0.ffn.0.weight"], src.state_dict()["blocks.0.ffn.0.weight"]))
             self.assertTrue(all(torch.equal(sd["decoder." + k], v) for k, v in ae["decoder"].items()))
