@@ -40,7 +40,7 @@ def build(ckpt_dir, arch, source, dit_from=None):
         had, w, _ = model_file_weights(dit_from)
         if had.get("attention") != arch:
             raise SystemExit(f"--dit-from {dit_from} is an {had.get('attention')} model, not {arch}")
-        ck, name = {"cfg": had, "ema": w, "step": "", "done": True}, os.path.basename(dit_from)
+        ck, name = {"cfg": had, "ema": w}, os.path.basename(dit_from)
     elif name is None:
         raise SystemExit(f"no {arch} model for source {source}")
     else:

@@ -766,9 +766,10 @@ def stage_ae(args, dev):
         else:  # subjects are 1-2% of the pixels: without weight the round trip loses them
             err = (rec - video) ** 2 + 0.5 * (rec - video).abs()
             loss_rec = (weight * err).sum() / (weight.sum() * 3)
-        zc = z.transpose(1, 2).flatten(2)  # [B, C, ...]
-        loss_reg = (zc.mean((0, 2)) ** 2).mean() + ((zc.var((0, 2)) - 1.0) ** 2).mean()
-        loss = loss_rec if frozen else loss_rec + 0.02 * loss_reg
+        loss = loss_rec
+        if not frozen:  # the latent-scale regulariser moves the encoder only
+            zc = z.transpose(1, 2).flatten(2)  # [B, C, ...]
+            loss = loss + 0.02 * ((zc.mean((0, 2)) ** 2).mean() + ((zc.var((0, 2)) - 1.0) ** 2).mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
