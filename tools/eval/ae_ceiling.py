@@ -2,7 +2,7 @@
 """What the autoencoder lets through: probe accuracy on real world clips after an encode/decode
 round trip through a model file's encoder and decoder, next to the accuracy on the clips themselves.
 The DiT generates latents, so this is the ceiling of prompt adherence for every model sharing the
-autoencoder. Runs on the CPU in a minute or two.
+autoencoder. Runs on the GPU when there is one (--device), on the CPU in a few minutes.
 
     /usr/bin/python3 tools/eval/ae_ceiling.py --model resources/models/vmla-tiny.safetensors \
         --probe CK/probe.pt --out CK/eval/ae_ceiling.json
@@ -44,8 +44,9 @@ def main(argv=None):
     ap.add_argument("--n-videos", type=int, default=32)
     ap.add_argument("--chunks", type=int, default=2)
     ap.add_argument("--label", default=None, help="name of the autoencoder in the report")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args(argv)
-    dev = torch.device("cpu")
+    dev = torch.device(a.device)
     if a.model:
         model, _, _ = vinit.load(a.model)
         model.eval()
@@ -60,7 +61,8 @@ def main(argv=None):
         encoder, decoder = train.ae_from_ckpt(ck)
     cv = cfg["stream"]["chunk_frames"] * cfg["video"]["temporal_stride"]
     size = cfg["video"]["width"]
-    probe = load_probe(a.probe, size)[0].eval()
+    encoder, decoder = encoder.to(dev), decoder.to(dev)
+    probe = load_probe(a.probe, size)[0].eval().to(dev)
     world = World(seed=M.WORLD_SEED, size=size)
     scenes = M.eval_scenes(world, a.n_videos, a.chunks * cv)
     # a few videos at a time (256 videos of 5 chunks at once would take 64 GB)
