@@ -78,6 +78,31 @@ class SafeTensors(unittest.TestCase):
             self.assertEqual(sorted(out), ["b", "w"])
             np.testing.assert_array_equal(out["w"], back)
 
+    def test_int8_gptq(self):
+        rng = np.random.RandomState(2)
+        w = rng.randn(48, 96).astype(np.float32)
+        # uncorrelated inputs of equal scale: nothing to compensate, GPTQ rounds to nearest
+        q, scale = st.quantize_int8_gptq(w, np.eye(96) * 50.0, 32)
+        q0, scale0 = st.quantize_int8(w, 32)
+        np.testing.assert_array_equal(q, q0)
+        np.testing.assert_array_equal(scale, scale0)
+        # correlated inputs (a few directions carry them): the layer's outputs, not its weights, stay
+        # closer to the original than rounding to nearest keeps them; the same reader and format
+        x = rng.randn(4000, 8) @ rng.randn(8, 96) + 0.05 * rng.randn(4000, 96)
+        q, scale = st.quantize_int8_gptq(w, x.T @ x, 32)
+        self.assertEqual((q.dtype, scale.dtype, scale.shape), (np.int8, np.float16, (48, 3)))
+        self.assertLessEqual(int(np.abs(q).max()), 127)
+        out = lambda v: x @ v.T.astype(np.float64)
+        err_gptq = np.linalg.norm(out(st.dequantize_int8(q, scale)) - out(w))
+        err_nearest = np.linalg.norm(out(st.dequantize_int8(q0, scale0)) - out(w))
+        self.assertLess(err_gptq, 0.5 * err_nearest)
+        # the weights themselves stay near: a few steps at most
+        self.assertLess(np.linalg.norm(st.dequantize_int8(q, scale) - w) / np.linalg.norm(w), 0.05)
+        with self.assertRaisesRegex(ValueError, "hessian"):
+            st.quantize_int8_gptq(w, np.eye(32), 32)
+        with self.assertRaisesRegex(ValueError, "multiple of the group"):
+            st.quantize_int8_gptq(w[:, :40], np.eye(40), 32)
+
     def test_nan_stays_nan(self):
         b = st.f32_to_bf16_bits(np.array([np.nan, np.inf, -np.inf], np.float32))
         back = st.bf16_bits_to_f32(b)

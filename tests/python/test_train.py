@@ -10,6 +10,7 @@ import tempfile
 import unittest
 from contextlib import redirect_stdout
 
+import numpy as np
 import torch
 
 from tests.python import _util
@@ -131,6 +132,14 @@ class MicroTraining(unittest.TestCase):
                 model, vocab, _ = vinit.load(p)
                 self.assertEqual(vocab, _util.vocabulary())
                 self.assertTrue(hasattr(model, "decoder") and hasattr(model, "encoder"))
+                self.assertIn("int8 rounded by GPTQ on 16 calibration rollouts", meta["description"])
+            # rounding to nearest instead: the same format, other int8 values, and said so
+            with redirect_stdout(io.StringIO()):
+                nearest = export.export(d, os.path.join(d, "nearest"), archs=("mla",), rounding="nearest")[0]
+            self.assertNotIn("GPTQ", st.load(nearest)[1]["description"])
+            self.assertEqual(st.dtypes(nearest), st.dtypes(paths[0]))
+            a, b = st.load(nearest)[0], st.load(paths[0])[0]
+            self.assertTrue(any(not np.array_equal(a[k], b[k]) for k in a if k.startswith("blocks.") and k.endswith(".weight")))
             from eval import run as evrun
             report = os.path.join(d, "QUALITY.md")
             with redirect_stdout(io.StringIO()):

@@ -90,14 +90,18 @@ def int8_candidate(name, a):
     return name.startswith("blocks.") and name.endswith(".weight") and a.ndim == 2 and a.shape[1] % INT8_GROUP == 0
 
 
-def export(model, vocabulary, path, dtype="F32", trained=False, description="", int8=False):
+def export(model, vocabulary, path, dtype="F32", trained=False, description="", int8=False, hessians=None):
     """Writes the model's state dict with the file metadata of docs/MODEL.md section 8. int8: the DiT
     blocks' linear weights as int8 with float16 scales per 32 values of a row (section 8), the rest
-    in `dtype`."""
+    in `dtype`; rounded to nearest, or by GPTQ where `hessians` (weight name -> sum of x x^T over
+    calibration inputs, tools/export.py) has the weight's."""
     sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
     if int8:
         for k in [k for k, a in sd.items() if int8_candidate(k, a)]:
-            sd[k], sd[k + st.QUANT_SCALE_SUFFIX] = st.quantize_int8(sd[k], INT8_GROUP)
+            if hessians is not None and k in hessians:
+                sd[k], sd[k + st.QUANT_SCALE_SUFFIX] = st.quantize_int8_gptq(sd[k], hessians[k], INT8_GROUP)
+            else:
+                sd[k], sd[k + st.QUANT_SCALE_SUFFIX] = st.quantize_int8(sd[k], INT8_GROUP)
         dtype = {k: "F16" if k.endswith(st.QUANT_SCALE_SUFFIX) else dtype for k in sd}  # the scales stay F16
     st.save(path, sd, metadata(model.cfg, vocabulary, trained, description), dtype=dtype)
 
