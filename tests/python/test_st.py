@@ -96,6 +96,10 @@ class SafeTensors(unittest.TestCase):
         err_gptq = np.linalg.norm(out(st.dequantize_int8(q, scale)) - out(w))
         err_nearest = np.linalg.norm(out(st.dequantize_int8(q0, scale0)) - out(w))
         self.assertLess(err_gptq, 0.5 * err_nearest)
+        # a fixed point of rounding to nearest (videomla convert --dtype int8 of its f32 values)
+        q2, scale2 = st.quantize_int8(st.dequantize_int8(q, scale), 32)
+        np.testing.assert_array_equal(q2, q)
+        np.testing.assert_array_equal(scale2, scale)
         # the weights themselves stay near: a few steps at most
         self.assertLess(np.linalg.norm(st.dequantize_int8(q, scale) - w) / np.linalg.norm(w), 0.05)
         with self.assertRaisesRegex(ValueError, "hessian"):

@@ -111,13 +111,15 @@ def quantize_int8(a, group=32):
 
 
 def quantize_int8_gptq(a, hessian, group=32, damp=0.01):
-    """quantize_int8's format (the same reader), the values rounded by GPTQ (Frantar et al. 2022)
-    instead of to nearest: column by column (the row's input features), each column's rounding
-    error is carried into the columns not yet rounded, weighted by the inverse of `hessian`
+    """quantize_int8's format and scales (the same reader), the values rounded by GPTQ (Frantar et
+    al. 2022) instead of to nearest: column by column (the row's input features), each column's
+    rounding error is carried into the columns not yet rounded, weighted by the inverse of `hessian`
     (sum of x x^T over calibration inputs x of this linear layer, [cols, cols]), so that the layer's
-    outputs on such inputs, not its weights, stay closest to the original. A group's scale is taken
-    when the group is reached (from the weights as updated by then), rounded to float16 as in
-    quantize_int8. `damp`: fraction of the mean diagonal added to it (keeps the inverse stable)."""
+    outputs on such inputs, not its weights, stay closest to the original. The scales are
+    quantize_int8's (the groups' largest original values / 127), and each group's largest value is
+    rounded to +-127 whatever the carried errors made of it: the result is a fixed point of
+    quantize_int8 (dequantized and quantized again, as `videomla convert --dtype int8` does, it
+    gives the same values). `damp`: fraction of the mean diagonal added to it (a stable inverse)."""
     w = np.array(a, dtype=np.float64)
     rows, cols = w.shape
     if cols % group:
@@ -125,17 +127,18 @@ def quantize_int8_gptq(a, hessian, group=32, damp=0.01):
     h = np.array(hessian, dtype=np.float64)
     if h.shape != (cols, cols):
         raise ValueError(f"quantize_int8_gptq: hessian {h.shape} for a weight of {cols} columns")
+    _, scale = quantize_int8(a, group)
+    top = np.abs(w.reshape(rows, -1, group)).argmax(axis=2)  # [rows, groups]: the column of the largest
     dead = np.diag(h) <= 0  # an input that never varied: nothing to protect there
     h[dead, dead] = 1.0
     h[np.diag_indices(cols)] += damp * float(np.mean(np.diag(h)))
     u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper: inv(h) = u^T u
     q = np.zeros((rows, cols), dtype=np.int8)
-    scale = np.zeros((rows, cols // group), dtype=np.float16)
     for i in range(cols):
-        if i % group == 0:
-            scale[:, i // group] = (np.abs(w[:, i:i + group]).max(axis=1) / 127.0).astype(np.float16)
         s = scale[:, i // group].astype(np.float64)
         qi = np.clip(np.where(s > 0, np.rint(w[:, i] / np.where(s > 0, s, 1.0)), 0.0), -127, 127)
+        largest = (top[:, i // group] == i % group) & (s > 0)
+        qi[largest] = np.where(w[largest, i] < 0, -127.0, 127.0)
         q[:, i] = qi
         err = (w[:, i] - qi * s) / u[i, i]
         w[:, i + 1:] -= np.outer(err, u[i, i + 1:])
