@@ -94,7 +94,8 @@ def micro_config(cfg):
 def load_cfg(args, attention):
     """The model configuration of a stage: resources/configs, at micro size with --micro, with the DiT
     depth and patch size of the teacher in the checkpoint folder, else of --layers and --patch (every
-    model of a chain has its teacher's shape)."""
+    model of a chain has its teacher's shape), and with the latent channels of the folder's
+    autoencoder, else of --latent-channels (every DiT of a chain works on its autoencoder's latents)."""
     name = "tiny.json" if attention == "mla" else "tiny-mha.json"
     cfg = vm.load_config(os.path.join(ROOT, "resources", "configs", name))
     if args.micro:
@@ -115,6 +116,12 @@ def load_cfg(args, attention):
         raise SystemExit(f"--ffn-dim {args.ffn_dim}: the teacher in {args.ckpt_dir} has feed-forward layers of "
                          f"{have['ffn_dim']}; a wider teacher starts in a new folder (--init-from {tpath} "
                          f"--ffn-dim {args.ffn_dim})")
+    apath = ckpt_path(args, "ae")
+    ae_lc = torch.load(apath, map_location="cpu", **_WO)["cfg"]["video"]["latent_channels"] if os.path.exists(apath) else None
+    if ae_lc and args.latent_channels and args.latent_channels != ae_lc:
+        raise SystemExit(f"--latent-channels {args.latent_channels}: the autoencoder in {args.ckpt_dir} has latents of "
+                         f"{ae_lc} channels; an autoencoder of other latents starts in a new folder")
+    cfg = with_latent_channels(cfg, ae_lc or args.latent_channels or cfg["video"]["latent_channels"])
     cfg["layers"] = have["layers"] if have else args.layers or cfg["layers"]
     cfg["ffn_dim"] = have["ffn_dim"] if have else args.ffn_dim or cfg["ffn_dim"]
     cfg["patch"] = have_patch or patch or cfg["patch"]
@@ -611,11 +618,19 @@ def widen_ae(cfg, width):
     return cfg
 
 
+def with_latent_channels(cfg, channels):
+    """cfg with latents of `channels` channels: the autoencoder's and the DiT's input and output."""
+    cfg = copy.deepcopy(cfg)
+    cfg["video"]["latent_channels"] = cfg["in_channels"] = cfg["out_channels"] = int(channels)
+    return cfg
+
+
 def with_ae_of(cfg, ae_ck):
-    """cfg with the encoder and decoder settings of an ae checkpoint (a widened one keeps its shape)."""
+    """cfg with the encoder and decoder settings and the latent channels of an ae checkpoint (a
+    widened one keeps its shape)."""
     if not ae_ck or "cfg" not in ae_ck:
         return cfg
-    cfg = copy.deepcopy(cfg)
+    cfg = with_latent_channels(cfg, ae_ck["cfg"]["video"]["latent_channels"])
     cfg["encoder"], cfg["decoder"] = ae_ck["cfg"]["encoder"], ae_ck["cfg"]["decoder"]
     return cfg
 
@@ -685,6 +700,9 @@ def import_ae(args, base, announce=True):
     had, _, ae = model_file_weights(args.init_from)
     if not ae["encoder"] or not ae["decoder"]:
         raise SystemExit(f"ae: {args.init_from} holds no encoder (a file exported without it)")
+    if args.latent_channels and args.latent_channels != had["video"]["latent_channels"]:
+        raise SystemExit(f"ae: --latent-channels {args.latent_channels}, but the autoencoder of {args.init_from} has "
+                         f"latents of {had['video']['latent_channels']} channels")
     cfg = with_ae_of(base, {"cfg": had})
     enc, dec = build_ae(cfg)
     try:
@@ -842,6 +860,9 @@ def teacher_start(path, cfg):
         if init is None or init.get("stage") != "teacher":
             raise SystemExit(f"teacher: --init-from {path} is not a teacher checkpoint or a model file")
         had, w = init["cfg"], weights(init)
+    if had["in_channels"] != cfg["in_channels"]:
+        raise SystemExit(f"teacher: --init-from {path} works on latents of {had['in_channels']} channels, this "
+                         f"folder's autoencoder on {cfg['in_channels']}: a teacher of new latents starts from scratch")
     if had["layers"] != cfg["layers"]:
         w = resize_blocks(w, had["layers"], cfg["layers"])
         verb = "grown" if cfg["layers"] > had["layers"] else "shrunk"
@@ -1437,6 +1458,9 @@ def parse(argv=None):
                     help="student: start the generator from this student checkpoint or model file of the same "
                          "attention (its own depth, patch and width) instead of the teacher or the fine-tune: "
                          "a student apart from its teacher, e.g. the shipped width distilled from a wider teacher")
+    ap.add_argument("--latent-channels", type=int, default=None,
+                    help="ae from scratch: channels of the latent (resources/configs: 16); later stages take "
+                         "their folder's autoencoder's")
     ap.add_argument("--ae-width", type=float, default=1.0,
                     help="ae: scale every channel count of the encoder and decoder of resources/configs "
                          "(since 2026-11-27 those hold the shipped, twice-wide shape; later stages and the "

@@ -610,6 +610,43 @@ class MicroTraining(unittest.TestCase):
             with self.assertRaises(SystemExit):
                 export.build(ck, "mla", "student", dit_from=path)  # an MHA file as MLA
 
+    def test_latent_channels(self):
+        """ae --latent-channels N: an autoencoder of other latents from scratch; the teacher and the
+        export in its folder follow its latents; a mismatch (another --latent-channels on the folder,
+        a teacher --init-from a file of other latents, a model file's autoencoder) is an error."""
+        cfg = train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs/tiny-mha.json")))
+        with tempfile.TemporaryDirectory() as d:
+            ck = os.path.join(d, "ck")
+            self.assertIn("stage=ae step=2/2 done", run("ae", ck, "--steps", "2", "--latent-channels", "8"))
+            ae = train.load_ckpt(os.path.join(ck, "ae.pt"))
+            self.assertEqual(ae["cfg"]["video"]["latent_channels"], 8)
+            self.assertEqual(tuple(ae["encoder"]["conv_out.weight"].shape[:1]), (8,))
+            with self.assertRaises(SystemExit) as e:
+                run("ae", ck, "--steps", "3", "--latent-channels", "4")
+            self.assertIn("latents of 8 channels", str(e.exception))
+            self.assertIn("stage=teacher step=2/2 done", run("teacher", ck, "--steps", "2"))
+            t = train.load_ckpt(os.path.join(ck, "teacher.pt"))
+            self.assertEqual((t["cfg"]["in_channels"], t["cfg"]["out_channels"]), (8, 8))
+            import export
+            with redirect_stdout(io.StringIO()):
+                path = export.export(ck, os.path.join(d, "out"), source="teacher", archs=("mha",))[0]
+            model, _, _ = vinit.load(path)
+            self.assertEqual((model.cfg["in_channels"], model.cfg["video"]["latent_channels"]), (8, 8))
+            x = torch.randn(1, 3, 8, 4, 4)
+            self.assertEqual(tuple(model.decoder(x)[0].shape[2:]), (3, 32, 32))
+            # a teacher of 16-channel latents cannot start a teacher on these
+            src = os.path.join(d, "twin.safetensors")
+            vinit.export(vinit.random_model(cfg, _util.vocabulary(), 4, "strong").eval(), _util.vocabulary(), src,
+                         int8=False, dtype="F32")
+            other = os.path.join(d, "other")
+            shutil.copytree(ck, other, ignore=shutil.ignore_patterns("teacher*"))
+            with self.assertRaises(SystemExit) as e:
+                run("teacher", other, "--steps", "2", "--init-from", src)
+            self.assertIn("latents of 16 channels", str(e.exception))
+            with self.assertRaises(SystemExit) as e:
+                run("ae", os.path.join(d, "imp"), "--init-from", src, "--latent-channels", "8")
+            self.assertIn("latents of 16 channels", str(e.exception))
+
     def test_wider_teacher_and_student_apart(self):
         """--ffn-dim grows a teacher's feed-forward layers from a narrower start with silent new units
         (the same function at the start); --student-from starts a student of its own, narrower shape
