@@ -73,6 +73,8 @@ def build(ckpt_dir, arch, source, dit_from=None):
         ae_info = (f"the {'decoder' if ae.get('decoder_only') else 'autoencoder'} of an earlier {ae['from']}"
                    + (f", trained {ae['step']} steps more" if ae["step"] else ""))
     dit_info = f"the DiT of {name}" if dit_from else f"{name} step {ck['step']}{'' if ck.get('done') else ' (unfinished)'}"
+    if not dit_from and ck.get("from"):  # a student started from a model file or checkpoint of its own
+        dit_info += f" started from {ck['from']}"
     info = f"{dit_info}, {ae_info}"
     return model, info
 

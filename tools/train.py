@@ -1298,6 +1298,8 @@ def stage_student(args, dev):
     real.eval().requires_grad_(False)
     ck = load_ckpt(ckpt_path(args, name), dev)
     start_w = None
+    # where a student apart from its teacher started (kept through resumes; the export names it)
+    start_from = ck.get("from") if ck else os.path.basename(args.student_from) if args.student_from else None
     if ck:
         cfg = ck["cfg"]  # a student started apart from its teacher keeps its own shape
     elif args.student_from:
@@ -1354,7 +1356,10 @@ def stage_student(args, dev):
     def save(done=False):
         w = {"ema": ema.state_dict()} if done else {"model": gen.state_dict(), "ema": ema.state_dict(),
                                                       "fake": fake.state_dict()}
-        save_ckpt(ckpt_path(args, name), dict({"stage": name, "step": step, "done": done, "cfg": cfg}, **w))
+        state = {"stage": name, "step": step, "done": done, "cfg": cfg}
+        if start_from:
+            state["from"] = start_from
+        save_ckpt(ckpt_path(args, name), dict(state, **w))
         if done:
             save_ranks(args, name, ema)
 

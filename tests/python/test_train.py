@@ -685,9 +685,11 @@ class MicroTraining(unittest.TestCase):
             sck = train.load_ckpt(os.path.join(ck, "student_mha.pt"))
             self.assertEqual(sck["cfg"]["ffn_dim"], cfg["ffn_dim"])
             self.assertEqual(sck["cfg"]["sampler"]["kind"], "renoise")
+            self.assertEqual(sck["from"], "twin.safetensors")  # kept through the resume
             import export
-            m, _ = export.build(ck, "mha", "student")
+            m, info = export.build(ck, "mha", "student")
             self.assertEqual(m.cfg["ffn_dim"], cfg["ffn_dim"])
+            self.assertIn("student_mha step 2 started from twin.safetensors", info)
             # an MLA student of its own from an MLA file; the wrong attention is an error
             mcfg = train.micro_config(_util.vmodel.load_config(os.path.join(_util.ROOT, "resources/configs/tiny.json")))
             mpath = os.path.join(d, "mla.safetensors")
