@@ -97,14 +97,19 @@ def read_header(path):
 QUANT_SCALE_SUFFIX = "_scale"  # int8 tensor NAME has its per-group scales in NAME_scale
 
 
+def int8_scales(a, group=32):
+    """The float16 scale of each `group` consecutive values of a row: their largest magnitude / 127."""
+    a = np.asarray(a, dtype=np.float32)
+    return (np.abs(a.reshape(a.shape[0], -1, group)).max(axis=2) / 127.0).astype(np.float16)
+
+
 def quantize_int8(a, group=32):
     """Symmetric int8 with one scale per `group` consecutive values of a row (rows: the first
     dimension) -> (q int8, scale float16 [rows, row_size / group]); value = q * scale. The scale is
     rounded to float16 before the values are, so that q * scale is what a reader reconstructs."""
     a = np.asarray(a, dtype=np.float32)
-    rows = a.shape[0]
-    g = a.reshape(rows, -1, group)
-    scale = (np.abs(g).max(axis=2) / 127.0).astype(np.float16)
+    g = a.reshape(a.shape[0], -1, group)
+    scale = int8_scales(a, group)
     s = scale.astype(np.float32)[:, :, None]
     q = np.where(s > 0, np.rint(g / np.where(s > 0, s, 1.0)), 0.0)
     return np.clip(q, -127, 127).astype(np.int8).reshape(a.shape), scale
@@ -127,7 +132,7 @@ def quantize_int8_gptq(a, hessian, group=32, damp=0.01):
     h = np.array(hessian, dtype=np.float64)
     if h.shape != (cols, cols):
         raise ValueError(f"quantize_int8_gptq: hessian {h.shape} for a weight of {cols} columns")
-    _, scale = quantize_int8(a, group)
+    scale = int8_scales(a, group)
     top = np.abs(w.reshape(rows, -1, group)).argmax(axis=2)  # [rows, groups]: the column of the largest
     dead = np.diag(h) <= 0  # an input that never varied: nothing to protect there
     h[dead, dead] = 1.0
