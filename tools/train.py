@@ -692,6 +692,57 @@ def weighted_mse(a, b, weight):
     return (weight * (a - b) ** 2).sum() / (weight.expand_as(a).sum())
 
 
+class PatchDisc(torch.nn.Module):
+    """A PatchGAN of frames (pix2pix, as the TAESD/TAEHV autoencoders are trained): strided convolutions
+    down to one real/fake logit per patch of about 46 x 46 pixels (8 x 8 pixels apart). It judges
+    whether shapes are sharp where a squared error is content with their average: the blur that loses
+    small subjects."""
+
+    def __init__(self, width=64):
+        super().__init__()
+        nn, w = torch.nn, width
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.GroupNorm(8, 2 * w), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.GroupNorm(8, 4 * w), nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * w, 1, 3, 1, 1))
+
+    def forward(self, video):  # [B, N, 3, H, W] in [0, 1] -> logits [B, N, 1, H/8, W/8]
+        B, N = video.shape[:2]
+        y = self.net(video.flatten(0, 1) * 2 - 1)
+        return y.view(B, N, *y.shape[1:])
+
+
+def gan_terms(disc, rec, video, weight, last, loss_rec, gan_weight, ramp):
+    """The decoder's adversarial term (hinge), weighted as in VQGAN: gan_weight times the ratio of the
+    reconstruction's to the adversarial term's gradient norms at the decoder's last layer `last`, so
+    gan_weight is the share of the last layer's gradient the discriminator gets whatever the scale of
+    its logits. With a subject weight, the patches that hold subjects count that much more."""
+    logits = disc(rec)
+    if weight is None:
+        g = -logits.float().mean()
+    else:
+        B, N, _, h, w = logits.shape
+        wp = F.adaptive_avg_pool2d(weight.flatten(0, 1).float(), (h, w)).view(B, N, 1, h, w)
+        g = -(logits.float() * wp).sum() / wp.sum()
+    g_rec = torch.autograd.grad(loss_rec, last, retain_graph=True)[0].norm()
+    g_gan = torch.autograd.grad(g, last, retain_graph=True)[0].norm()
+    lam = (g_rec / (g_gan + 1e-6)).clamp(0, 1e4).detach()
+    return g, gan_weight * ramp * lam
+
+
+def disc_step(disc, opt_d, rec, video):
+    """One hinge-loss update of the discriminator on real frames and the decoder's (detached) ones."""
+    with autocast(video.device):
+        lr_ = disc(video).float()
+        lf = disc(rec.detach()).float()
+    loss = F.relu(1 - lr_).mean() + F.relu(1 + lf).mean()
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
+    return loss.item(), (lr_ > 0).float().mean().item(), (lf < 0).float().mean().item()
+
+
 def import_ae(args, base, announce=True):
     """ae --init-from FILE: the encoder and decoder of a shipped model file as a finished ae.pt, so a
     new chain can start from the shipped models (their training checkpoints are not kept)."""
@@ -744,6 +795,11 @@ def stage_ae(args, dev):
         enc.requires_grad_(False)
     params = list(dec.parameters()) if frozen else list(enc.parameters()) + list(dec.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr or d["lr"], weight_decay=0.0, betas=(0.9, 0.99))
+    disc = opt_d = None
+    if args.gan_weight > 0:
+        disc = PatchDisc().to(dev)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.9))
+        last = dec.conv_final.weight  # the decoder's output convolution
     step = 0
     if ck:
         enc.load_state_dict(ck["encoder"]), dec.load_state_dict(ck["decoder"])
@@ -752,6 +808,14 @@ def stage_ae(args, dev):
         step = ck["step"]
         if step >= steps:
             return status("ae", step, steps, True)
+        if disc is not None and "disc" in ck:
+            disc.load_state_dict(ck["disc"])
+            if "opt_d" in ck:
+                opt_d.load_state_dict(ck["opt_d"])
+    if ck and ck.get("gan_weight") and disc is None:
+        raise SystemExit(f"ae: the autoencoder in {args.ckpt_dir} is trained with a discriminator (--gan-weight "
+                         f"{ck['gan_weight']}); resume it with --gan-weight, or use another --ckpt-dir")
+    gan_from = ck.get("gan_from", step) if ck and "disc" in ck else step  # where the discriminator started
     data = Data(args, cfg, dev)
     clock = Clock(args)
     n_frames = 16 if not args.micro else 8
@@ -761,8 +825,12 @@ def stage_ae(args, dev):
                  "decoder": dec.state_dict(), "cfg": cfg, "decoder_only": frozen}
         if ck and ck.get("from"):
             state["from"] = ck["from"]
+        if disc is not None:
+            state.update(disc=disc.state_dict(), gan_from=gan_from, gan_weight=args.gan_weight)
         if not done:
             state["opt"] = opt.state_dict()
+            if disc is not None:
+                state["opt_d"] = opt_d.state_dict()
         save_ckpt(ckpt_path(args, "ae"), state, compact=False)
 
     while step < steps:
@@ -785,6 +853,19 @@ def stage_ae(args, dev):
             err = (rec - video) ** 2 + 0.5 * (rec - video).abs()
             loss_rec = (weight * err).sum() / (weight.sum() * 3)
         loss = loss_rec
+        gan = ""
+        if disc is not None:
+            # the discriminator learns alone for its first --gan-start steps, then its term ramps in over 200
+            ramp = min(1.0, max(0.0, (step - gan_from - args.gan_start + 1) / 200))
+            d_loss, d_real, d_fake = disc_step(disc, opt_d, rec, video)
+            if ramp > 0:
+                disc.requires_grad_(False)
+                with autocast(dev):
+                    g, w_gan = gan_terms(disc, rec, video, weight, last, loss_rec, args.gan_weight, ramp)
+                disc.requires_grad_(True)
+                loss = loss + w_gan * g
+            gan = f" disc {d_loss:.3f} (real {100 * d_real:.0f}% fake {100 * d_fake:.0f}% told)" + \
+                (f" gan {g.item():.3f} x {w_gan.item():.2e}" if ramp > 0 else "")
         if not frozen:  # the latent-scale regulariser moves the encoder only
             zc = z.transpose(1, 2).flatten(2)  # [B, C, ...]
             loss = loss + 0.02 * ((zc.mean((0, 2)) ** 2).mean() + ((zc.var((0, 2)) - 1.0) ** 2).mean())
@@ -801,7 +882,7 @@ def stage_ae(args, dev):
                 m = (weight > 1).float()
                 mse_fg = (((rec.clamp(0, 1) - video) ** 2) * m).sum() / (3 * m.sum()).clamp(min=1)
                 fg = f" subject psnr {-10 * math.log10(max(mse_fg.item(), 1e-10)):.2f} ({100 * m.mean().item():.1f}% px)"
-            print(f"ae {step} loss {loss.item():.4f} psnr {psnr:.2f}{fg} z_std {z.std().item():.3f} "
+            print(f"ae {step} loss {loss.item():.4f} psnr {psnr:.2f}{fg}{gan} z_std {z.std().item():.3f} "
                   f"{clock.step_time * 1000:.0f} ms/step", flush=True)
         save_now, stop = clock.decisions()
         if save_now:
@@ -1452,6 +1533,11 @@ def parse(argv=None):
                     help="DiT patch size in latent pixels, square (default: the teacher's in --ckpt-dir, else the "
                          "config's 2); with teacher --init-from a teacher of larger patches, its patch embedding "
                          "and head are resized (see repatch)")
+    ap.add_argument("--gan-weight", type=float, default=0.0,
+                    help="ae: an adversarial term (a PatchGAN of frames, hinge loss) with this share of the "
+                         "decoder's last-layer gradient (VQGAN's adaptive weight); 0: none")
+    ap.add_argument("--gan-start", type=int, default=100,
+                    help="ae: steps the discriminator learns alone before its term enters the decoder's loss")
     ap.add_argument("--decoder-only", action="store_true",
                     help="ae: train the decoder alone, the encoder frozen (the latent space, and so every DiT on it, "
                          "is kept); with --init-from a model file, its autoencoder is the start")
