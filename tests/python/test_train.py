@@ -231,6 +231,11 @@ class MicroTraining(unittest.TestCase):
             self.assertEqual(ae1["roundtrip_per_chunk"], ae["roundtrip_per_chunk"])
             self.assertAlmostEqual(ae1["psnr"], ae["psnr"], places=4)
             self.assertAlmostEqual(sum(c["subject"] for c in ae["real_per_chunk"]) / 3, ae["real"]["subject"], places=6)
+            # the clips without their weather: a video that has none renders the same, so reads the same
+            w = ae["subject_by_weather"]
+            self.assertEqual(w["videos"]["with"] + w["videos"]["without"], 2)
+            self.assertEqual(w["real_without_weather"]["without"], w["real"]["without"])
+            self.assertEqual(sorted(ae["real_without_weather"]), sorted(ae["real"]))
             # sdedit: real first chunks noised to each level and denoised by the model; level 0 is the
             # autoencoder's round trip (no latent error); the same noise twice gives the same hits
             from eval import sdedit
@@ -462,6 +467,13 @@ class MicroTraining(unittest.TestCase):
         self.assertEqual(pick(clips, 5), [(0, 0, "car"), (2, 0, "star"), (3, 1, "fish"), (1, 0, "car"),
                                           (4, 2, "car")])
         self.assertEqual(pick([], 4), [])
+        from eval.misread_sheet import misread
+        read = [(0, 0, "car", "bird"), (1, 0, "star", "star"), (2, 0, "fish", "ring"), (0, 1, "car", "bird")]
+        self.assertEqual(misread(read, "bird"), [(0, 0, "car"), (0, 1, "car")])
+        self.assertEqual(misread(read, "any"), [(0, 0, "car"), (2, 0, "fish"), (0, 1, "car")])
+        # a round trip: only the clips whose real render is read right (video 2's is not)
+        real = [(0, 0, "car", "car"), (1, 0, "star", "star"), (2, 0, "fish", "bird"), (0, 1, "car", "car")]
+        self.assertEqual(misread(read, "any", real), [(0, 0, "car"), (0, 1, "car")])
 
     def test_repatch(self):
         """repatch 2x2 -> 1x1: a latent flat over each 2x2 block embeds every pixel as the old patch
@@ -609,6 +621,37 @@ class MicroTraining(unittest.TestCase):
                 export.main(["--ckpt-dir", ck, "--dit-from", path, "--out-dir", d])  # --arch both
             with self.assertRaises(SystemExit):
                 export.build(ck, "mla", "student", dit_from=path)  # an MHA file as MLA
+
+    def test_ae_gan(self):
+        """ae --gan-weight: a PatchGAN learns from the first step, its term enters the decoder's loss
+        after --gan-start steps; the checkpoint keeps the discriminator, and a resume without
+        --gan-weight is an error. The discriminator gives one logit per 8 x 8 pixels of each frame,
+        and the adversarial weight is VQGAN's gradient ratio at the decoder's last layer."""
+        with tempfile.TemporaryDirectory() as d:
+            out = run("ae", d, "--steps", "3", "--fg-weight", "4", "--gan-weight", "0.5", "--gan-start", "1")
+            lines = [ln for ln in out.splitlines() if ln.startswith("ae ")]
+            self.assertEqual(len(lines), 3)
+            self.assertIn(" disc ", lines[0])
+            self.assertNotIn(" gan ", lines[0])  # the discriminator alone for --gan-start steps
+            self.assertTrue(all(" gan " in ln for ln in lines[1:]), lines)
+            ae = train.load_ckpt(os.path.join(d, "ae.pt"))
+            self.assertEqual((ae["gan_weight"], ae["gan_from"]), (0.5, 0))
+            disc = train.PatchDisc()
+            disc.load_state_dict(ae["disc"])
+            self.assertEqual(tuple(disc(torch.rand(2, 3, 3, 32, 32)).shape), (2, 3, 1, 4, 4))
+            self.assertIn("stage=ae step=4/4 done",
+                          run("ae", d, "--steps", "4", "--fg-weight", "4", "--gan-weight", "0.5", "--gan-start", "1"))
+            with self.assertRaises(SystemExit) as e:
+                run("ae", d, "--steps", "5")
+            self.assertIn("trained with a discriminator", str(e.exception))
+        # the adaptive weight: gan_weight times |grad rec| / |grad gan| at the last layer
+        last = torch.nn.Parameter(torch.randn(4))
+        rec_loss = (3 * last).sum()
+        disc = lambda x: x.view(1, 1, 1, 2, 2)  # noqa: E731
+        rec = last * 1.0
+        g, w = train.gan_terms(disc, rec, None, None, last, rec_loss, 0.5, 1.0)
+        self.assertAlmostEqual(float(g), -float(last.mean()), places=6)
+        self.assertAlmostEqual(float(w), 0.5 * 6.0 / 0.5, places=4)  # |3 * 1| * 2 / |0.25 * 2|
 
     def test_latent_channels(self):
         """ae --latent-channels N: an autoencoder of other latents from scratch; the teacher and the

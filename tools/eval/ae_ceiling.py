@@ -13,6 +13,12 @@ same scenes), so the ceiling compares with a model's readings; per chunk too (`*
 
 With --ae-ckpt the autoencoder comes from a training checkpoint of tools/train.py --stage ae (its
 own shape, e.g. a widened one), with no model file needed.
+
+No autoencoder of the family lets the weather through (rain, snow and fireflies are single-pixel
+noise under 8 x 8 pixel latent cells), and the probe reads clips with weather. So the same clips are
+also rendered without their weather (`real_without_weather`, the scenes' other attributes and their
+labels kept), and the subject is counted apart on the videos with and without weather
+(`subject_by_weather`): how much of the round trip's loss is the weather it drops.
 """
 import argparse
 import json
@@ -66,7 +72,7 @@ def main(argv=None):
     world = World(seed=M.WORLD_SEED, size=size)
     scenes = M.eval_scenes(world, a.n_videos, a.chunks * cv)
     # a few videos at a time (256 videos of 5 chunks at once would take 64 GB)
-    parts, se, n = {"real": [], "roundtrip": []}, 0.0, 0
+    parts, se, n = {"real": [], "roundtrip": [], "real_without_weather": []}, 0.0, 0
     for b0 in range(0, len(scenes), BATCH):
         sc = scenes[b0:b0 + BATCH]
         real = M.real_video(sc, a.chunks * cv, size, dev)
@@ -74,14 +80,20 @@ def main(argv=None):
         rec, _ = decoder(z)
         rec = rec.clamp(0, 1)
         se, n = se + float(((rec - real) ** 2).sum()), n + real.numel()
-        for name, video in (("real", real), ("roundtrip", rec)):
+        clear = M.real_video([dict(s, particles="none") for s in sc], a.chunks * cv, size, dev)
+        for name, video in (("real", real), ("roundtrip", rec), ("real_without_weather", clear)):
             parts[name].append([c[0] for c in M.probe_chunks(probe, video, sc, cv)])
     source = os.path.basename(a.model or a.ae_ckpt)
     res = {"model": source, "label": a.label or source, "decoder_channels": cfg["decoder"]["channels"],
            "n_videos": len(scenes), "chunks": a.chunks, "psnr": float(-10 * math.log10(se / n))}
+    weather = torch.tensor([s["particles"] != "none" for s in scenes])
+    res["subject_by_weather"] = {"videos": {"with": int(weather.sum()), "without": int((~weather).sum())}}
     for name, batches in parts.items():
         chunks = [({k: torch.cat([b[c][k] for b in batches]) for k in ATTRS},) for c in range(a.chunks)]
         res[name] = M.adherence(chunks)
+        hits = torch.stack([c[0]["subject"].cpu() for c in chunks], 1).float()  # [video, chunk]
+        res["subject_by_weather"][name] = {w: float(hits[m].mean()) if m.any() else None
+                                           for w, m in (("with", weather), ("without", ~weather))}
         # chunk by chunk: later chunks show fewer subjects (they drift, rise or fall out of the
         # frame), so a ceiling is compared with readings of the same chunks
         res[name + "_per_chunk"] = [M.adherence([c]) for c in chunks]
