@@ -693,10 +693,9 @@ def weighted_mse(a, b, weight):
 
 
 class PatchDisc(torch.nn.Module):
-    """A PatchGAN of frames (pix2pix, as the TAESD/TAEHV autoencoders are trained): strided convolutions
-    down to one real/fake logit per patch of about 46 x 46 pixels (8 x 8 pixels apart). It judges
-    whether shapes are sharp where a squared error is content with their average: the blur that loses
-    small subjects."""
+    """A PatchGAN of frames (pix2pix's discriminator): strided convolutions down to one real/fake logit
+    per patch of about 46 x 46 pixels (8 x 8 pixels apart). It judges whether shapes are sharp where a
+    squared error is content with their average: the blur that loses small subjects."""
 
     def __init__(self, width=64):
         super().__init__()
@@ -713,7 +712,7 @@ class PatchDisc(torch.nn.Module):
         return y.view(B, N, *y.shape[1:])
 
 
-def gan_terms(disc, rec, video, weight, last, loss_rec, gan_weight, ramp):
+def gan_terms(disc, rec, weight, last, loss_rec, gan_weight, ramp):
     """The decoder's adversarial term (hinge), weighted as in VQGAN: gan_weight times the ratio of the
     reconstruction's to the adversarial term's gradient norms at the decoder's last layer `last`, so
     gan_weight is the share of the last layer's gradient the discriminator gets whatever the scale of
@@ -739,8 +738,8 @@ def disc_step(disc, opt_d, rec, video):
     loss = F.relu(1 - lr_).mean() + F.relu(1 + lf).mean()
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
-    opt_d.step()
-    return loss.item(), (lr_ > 0).float().mean().item(), (lf < 0).float().mean().item()
+    opt_d.step()  # the loss and the shares of real and decoded frames told apart (tensors: no sync)
+    return loss.detach(), (lr_ > 0).float().mean(), (lf < 0).float().mean()
 
 
 def import_ae(args, base, announce=True):
@@ -853,7 +852,6 @@ def stage_ae(args, dev):
             err = (rec - video) ** 2 + 0.5 * (rec - video).abs()
             loss_rec = (weight * err).sum() / (weight.sum() * 3)
         loss = loss_rec
-        gan = ""
         if disc is not None:
             # the discriminator learns alone for its first --gan-start steps, then its term ramps in over 200
             ramp = min(1.0, max(0.0, (step - gan_from - args.gan_start + 1) / 200))
@@ -861,11 +859,9 @@ def stage_ae(args, dev):
             if ramp > 0:
                 disc.requires_grad_(False)
                 with autocast(dev):
-                    g, w_gan = gan_terms(disc, rec, video, weight, last, loss_rec, args.gan_weight, ramp)
+                    g, w_gan = gan_terms(disc, rec, weight, last, loss_rec, args.gan_weight, ramp)
                 disc.requires_grad_(True)
                 loss = loss + w_gan * g
-            gan = f" disc {d_loss:.3f} (real {100 * d_real:.0f}% fake {100 * d_fake:.0f}% told)" + \
-                (f" gan {g.item():.3f} x {w_gan.item():.2e}" if ramp > 0 else "")
         if not frozen:  # the latent-scale regulariser moves the encoder only
             zc = z.transpose(1, 2).flatten(2)  # [B, C, ...]
             loss = loss + 0.02 * ((zc.mean((0, 2)) ** 2).mean() + ((zc.var((0, 2)) - 1.0) ** 2).mean())
@@ -882,6 +878,12 @@ def stage_ae(args, dev):
                 m = (weight > 1).float()
                 mse_fg = (((rec.clamp(0, 1) - video) ** 2) * m).sum() / (3 * m.sum()).clamp(min=1)
                 fg = f" subject psnr {-10 * math.log10(max(mse_fg.item(), 1e-10)):.2f} ({100 * m.mean().item():.1f}% px)"
+            gan = ""
+            if disc is not None:
+                told = f"real {100 * d_real.item():.0f}% fake {100 * d_fake.item():.0f}% told"
+                gan = f" disc {d_loss.item():.3f} ({told})"
+                if ramp > 0:
+                    gan += f" gan {g.item():.3f} x {w_gan.item():.2e}"
             print(f"ae {step} loss {loss.item():.4f} psnr {psnr:.2f}{fg}{gan} z_std {z.std().item():.3f} "
                   f"{clock.step_time * 1000:.0f} ms/step", flush=True)
         save_now, stop = clock.decisions()

@@ -649,7 +649,7 @@ class MicroTraining(unittest.TestCase):
         rec_loss = (3 * last).sum()
         disc = lambda x: x.view(1, 1, 1, 2, 2)  # noqa: E731
         rec = last * 1.0
-        g, w = train.gan_terms(disc, rec, None, None, last, rec_loss, 0.5, 1.0)
+        g, w = train.gan_terms(disc, rec, None, last, rec_loss, 0.5, 1.0)
         self.assertAlmostEqual(float(g), -float(last.mean()), places=6)
         self.assertAlmostEqual(float(w), 0.5 * 6.0 / 0.5, places=4)  # |3 * 1| * 2 / |0.25 * 2|
 
