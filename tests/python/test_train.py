@@ -236,6 +236,10 @@ class MicroTraining(unittest.TestCase):
             self.assertEqual(w["videos"]["with"] + w["videos"]["without"], 2)
             self.assertEqual(w["real_without_weather"]["without"], w["real"]["without"])
             self.assertEqual(sorted(ae["real_without_weather"]), sorted(ae["real"]))
+            for side in ("real", "roundtrip"):  # per prompted kind: every clip once, the hits the accuracy's
+                by = ae["subject_by_kind"][side]
+                self.assertEqual(sum(n for _, n in by.values()), 2 * 3)
+                self.assertAlmostEqual(sum(h for h, _ in by.values()) / 6, ae[side]["subject"], places=6)
             # sdedit: real first chunks noised to each level and denoised by the model; level 0 is the
             # autoencoder's round trip (no latent error); the same noise twice gives the same hits
             from eval import sdedit

@@ -73,6 +73,7 @@ def main(argv=None):
     scenes = M.eval_scenes(world, a.n_videos, a.chunks * cv)
     # a few videos at a time (256 videos of 5 chunks at once would take 64 GB)
     parts, se, n = {"real": [], "roundtrip": [], "real_without_weather": []}, 0.0, 0
+    reads = {"real": [], "roundtrip": []}  # the subject read per clip, for the table per kind
     for b0 in range(0, len(scenes), BATCH):
         sc = scenes[b0:b0 + BATCH]
         real = M.real_video(sc, a.chunks * cv, size, dev)
@@ -82,7 +83,10 @@ def main(argv=None):
         se, n = se + float(((rec - real) ** 2).sum()), n + real.numel()
         clear = M.real_video([dict(s, particles="none") for s in sc], a.chunks * cv, size, dev)
         for name, video in (("real", real), ("roundtrip", rec), ("real_without_weather", clear)):
-            parts[name].append([c[0] for c in M.probe_chunks(probe, video, sc, cv)])
+            chunks = M.probe_chunks(probe, video, sc, cv)
+            parts[name].append([c[0] for c in chunks])
+            if name in reads:
+                reads[name] += M.readings(chunks, sc, cv, "subject")
     source = os.path.basename(a.model or a.ae_ckpt)
     res = {"model": source, "label": a.label or source, "decoder_channels": cfg["decoder"]["channels"],
            "n_videos": len(scenes), "chunks": a.chunks, "psnr": float(-10 * math.log10(se / n))}
@@ -97,6 +101,9 @@ def main(argv=None):
         # chunk by chunk: later chunks show fewer subjects (they drift, rise or fall out of the
         # frame), so a ceiling is compared with readings of the same chunks
         res[name + "_per_chunk"] = [M.adherence([c]) for c in chunks]
+    # per prompted kind, as tools/eval/run.py reports a model's (subject_by_kind: [hits, clips]), so that
+    # what the autoencoder loses of each kind compares with what a model on it loses
+    res["subject_by_kind"] = {name: M.adherence_by_class(M.tally(r), "subject") for name, r in reads.items()}
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)

@@ -147,8 +147,13 @@ def readings(chunks, scenes, chunk_video, attr):
 def readings_by_class(chunks, scenes, chunk_video, attr):
     """How the probe read `attr` over probe_chunks' output, per true class: {true name: {read name:
     clips}} (a confusion table of the classes that occur); adherence_by_class and misreadings read it."""
+    return tally(readings(chunks, scenes, chunk_video, attr))
+
+
+def tally(clip_readings):
+    """The confusion table {true name: {read name: clips}} of readings' tuples (from any clips)."""
     out = {}
-    for _, _, true, got in readings(chunks, scenes, chunk_video, attr):
+    for _, _, true, got in clip_readings:
         row = out.setdefault(true, {})
         row[got] = row.get(got, 0) + 1
     return out
