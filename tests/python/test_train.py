@@ -211,6 +211,15 @@ class MicroTraining(unittest.TestCase):
                 w, h = struct.unpack(">II", f.read(24)[16:24])
             self.assertEqual(w, 6 * 32 + 6)
             self.assertIn(h, (32, 2 * 32 + 4))
+            # --roundtrip: the real clips through the file's autoencoder; a sheet, or the clear error
+            # when the barely trained probe misreads none whose real render it reads right
+            try:
+                with redirect_stdout(io.StringIO()) as out:
+                    misread_sheet.main(["--model", paths[0], "--probe", os.path.join(d, "probe.pt"), "--out",
+                                        sheet, "--roundtrip", "--as", "any", "--n-videos", "2", "--chunks", "3"])
+                self.assertIn("lost in the round trip, per prompted kind", out.getvalue())
+            except SystemExit as e:
+                self.assertIn("no round trip of", str(e))
             # ae_ceiling: the round trip per chunk, whose mean is the whole reading
             from eval import ae_ceiling
             with redirect_stdout(io.StringIO()):

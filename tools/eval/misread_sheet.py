@@ -19,6 +19,7 @@ generated, and only those whose real render the probe reads right (what the auto
 """
 import argparse
 import os
+from collections import Counter
 import sys
 
 import numpy as np
@@ -95,10 +96,7 @@ def main(argv=None):
     clips = misread(read, a.read_as, real_read)
     real = real.cpu()
     if a.roundtrip:
-        lost = {}
-        for _, _, kind in clips:
-            lost[kind] = lost.get(kind, 0) + 1
-        print("lost in the round trip, per prompted kind:", dict(sorted(lost.items(), key=lambda kv: -kv[1])))
+        print("lost in the round trip, per prompted kind:", dict(Counter(c[2] for c in clips).most_common()))
     chosen = pick(clips, a.rows)
     what = "round trip" if a.roundtrip else "clip"
     if not chosen:
