@@ -77,11 +77,11 @@ def main(argv=None):
     for b0 in range(0, len(scenes), BATCH):
         sc = scenes[b0:b0 + BATCH]
         real = M.real_video(sc, a.chunks * cv, size, dev)
-        z, _ = encoder(real)
-        rec, _ = decoder(z)
-        rec = rec.clamp(0, 1)
+        rec = M.roundtrip(encoder, decoder, real)
         se, n = se + float(((rec - real) ** 2).sum()), n + real.numel()
-        clear = M.real_video([dict(s, particles="none") for s in sc], a.chunks * cv, size, dev)
+        clear, wx = real.clone(), [i for i, s in enumerate(sc) if s["particles"] != "none"]
+        if wx:  # only the videos with weather render differently without it
+            clear[wx] = M.real_video([dict(sc[i], particles="none") for i in wx], a.chunks * cv, size, dev)
         for name, video in (("real", real), ("roundtrip", rec), ("real_without_weather", clear)):
             chunks = M.probe_chunks(probe, video, sc, cv)
             parts[name].append([c[0] for c in chunks])

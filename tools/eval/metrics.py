@@ -249,3 +249,9 @@ def eval_scenes(world, n_videos, n_frames):
 
 def real_video(scenes, n_frames, size, device):
     return render(scenes, n_frames, size, 16, device)
+
+
+def roundtrip(encoder, decoder, video):
+    """Clips [B, T, 3, H, W] through the autoencoder and back, in [0, 1] (what a DiT's latents can show)."""
+    z, _ = encoder(video)
+    return decoder(z)[0].clamp(0, 1)

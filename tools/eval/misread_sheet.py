@@ -84,7 +84,7 @@ def main(argv=None):
         if model.encoder is None:
             raise SystemExit(f"misread_sheet: {a.model} holds no encoder (exported without it): no round trip")
         with torch.no_grad():
-            gen = torch.cat([model.decoder(model.encoder(real[i:i + 8])[0])[0].clamp(0, 1)
+            gen = torch.cat([M.roundtrip(model.encoder, model.decoder, real[i:i + 8])
                              for i in range(0, len(scenes), 8)]).cpu()
     else:
         gen = M.generate(model, vocab, scenes, a.chunks, dev, seed=1).cpu()
