@@ -112,7 +112,7 @@ def load_cfg(args, attention):
         raise SystemExit(f"--patch {args.patch}: the teacher in {args.ckpt_dir} has patches of "
                          f"{have_patch[1]}x{have_patch[2]} latent pixels; a teacher of other patches "
                          f"starts in a new folder (--init-from {tpath} --patch {args.patch})")
-    if have and args.ffn_dim and args.ffn_dim != have["ffn_dim"]:
+    if have and args.ffn_dim and args.ffn_dim != have["ffn_dim"] and args.stage != "student":
         raise SystemExit(f"--ffn-dim {args.ffn_dim}: the teacher in {args.ckpt_dir} has feed-forward layers of "
                          f"{have['ffn_dim']}; a wider teacher starts in a new folder (--init-from {tpath} "
                          f"--ffn-dim {args.ffn_dim})")
@@ -165,8 +165,7 @@ def widen_ffn(state, old_ffn, new_ffn, seed=0):
     network computes the same function and training grows the new units from there (Net2Net's
     zero-initialised variant). Only the DiT blocks' FFNs are widened (not the text encoder's)."""
     if new_ffn < old_ffn:
-        raise SystemExit(f"--ffn-dim {new_ffn}: a teacher's feed-forward layers can grow ({old_ffn} -> more), "
-                         f"not shrink")
+        raise SystemExit(f"--ffn-dim {new_ffn}: feed-forward layers can grow ({old_ffn} -> more), not shrink")
     g = torch.Generator().manual_seed(seed)
     out = dict(state)
     extra = new_ffn - old_ffn
@@ -1383,10 +1382,22 @@ def stage_student(args, dev):
     start_w = None
     # where a student apart from its teacher started (kept through resumes; the export names it)
     start_from = ck.get("from") if ck else os.path.basename(args.student_from) if args.student_from else None
+    if args.ffn_dim and not (ck or args.student_from):
+        raise SystemExit(f"student: --ffn-dim {args.ffn_dim} widens a student that starts apart from its teacher "
+                         f"(--student-from); one from the teacher or the fine-tune has their width")
     if ck:
         cfg = ck["cfg"]  # a student started apart from its teacher keeps its own shape
+        if args.ffn_dim and args.ffn_dim != cfg["ffn_dim"]:
+            raise SystemExit(f"student: --ffn-dim {args.ffn_dim}: the {name} in {args.ckpt_dir} has feed-forward "
+                             f"layers of {cfg['ffn_dim']}; a student of another width starts in a new folder")
     elif args.student_from:
         cfg, start_w = student_start(args.student_from, args.arch, cfg)
+        if args.ffn_dim and args.ffn_dim != cfg["ffn_dim"]:
+            # a wider student from a narrower file: the same function at the start (widen_ffn)
+            start_w = widen_ffn(start_w, cfg["ffn_dim"], args.ffn_dim)
+            print(f"{name}: feed-forward layers widened from {cfg['ffn_dim']} to {args.ffn_dim} hidden units "
+                  f"(the new ones start silent)", flush=True)
+            cfg["ffn_dim"] = args.ffn_dim
         print(f"{name}: starts from {args.student_from} ({cfg['layers']} blocks, feed-forward {cfg['ffn_dim']}, "
               f"patch {cfg['patch'][1]}x{cfg['patch'][2]}); the teacher has {tck['cfg']['layers']} blocks, "
               f"feed-forward {tck['cfg']['ffn_dim']}", flush=True)
@@ -1546,7 +1557,8 @@ def parse(argv=None):
     ap.add_argument("--ffn-dim", type=int, default=None,
                     help="hidden units of the DiT's feed-forward layers (default: the teacher's in --ckpt-dir, else "
                          "the config's 1024); with teacher --init-from a narrower teacher or model file, its "
-                         "layers are widened with silent new units (see widen_ffn)")
+                         "layers are widened with silent new units (see widen_ffn); with student --student-from, "
+                         "the student's start is widened the same way")
     ap.add_argument("--student-from", default=None,
                     help="student: start the generator from this student checkpoint or model file of the same "
                          "attention (its own depth, patch and width) instead of the teacher or the fine-tune: "

@@ -183,6 +183,12 @@ class MicroTraining(unittest.TestCase):
             self.assertEqual(sorted(r["hits"]), sorted(r["adherence"]))
             self.assertEqual([len(v) for v in r["hits"]["subject"]], [3])
             self.assertAlmostEqual(sum(map(sum, r["hits"]["colour"])) / 3, r["adherence"]["colour"], places=6)
+            # by the subject's drawn size: the clips that show the subject, their subject hits
+            for side in ("generated", "real"):
+                by = r["subject_by_size"][side]
+                self.assertEqual(sum(c for _, c in by.values()), n)
+            self.assertEqual(sum(h for h, _ in r["subject_by_size"]["generated"].values()),
+                             r["in_picture"]["generated"]["subject"])
             self.assertEqual(sorted(r["switch_events"]), ["0", "1", "2"])
             self.assertLessEqual(max(r["switch_events"].values()), 3)
             with open(report) as f:
@@ -191,6 +197,18 @@ class MicroTraining(unittest.TestCase):
             self.assertIn("## Subject accuracy by kind", text)
             self.assertIn("Most frequent misreadings of the subject", text)
             self.assertIn("| in the picture: subject / colour / motion |", text)
+            # --timesteps: the same model sampled on another grid of the same length, named in the result
+            with redirect_stdout(io.StringIO()):
+                evrun.main(["--ckpt-dir", d, "--models", "ts=" + paths[0], "--out", os.path.join(d, "ts.md"),
+                            "--probe-steps", "2", "--n-videos", "1", "--chunks", "2", "--long-chunks", "2",
+                            "--size", "32", "--device", "cpu", "--results-dir", os.path.join(d, "ts"),
+                            "--switch-videos", "1", "--switch-modes", "recache", "--timesteps", "1000,600,200"])
+            with open(os.path.join(d, "ts", "eval_ts.json")) as f:
+                self.assertTrue(json.load(f)["sampler"].endswith(" at 1000,600,200"))
+            for bad in ("1000,200,600", "900,500", "1000,x"):
+                with self.assertRaises(SystemExit) as e:
+                    evrun.main(["--ckpt-dir", d, "--models", "ts=" + paths[0], "--timesteps", bad])
+                self.assertIn(f"--timesteps {bad}", str(e.exception))
             with self.assertRaises(SystemExit) as e:
                 evrun.main(["--ckpt-dir", d, "--report-only", "--switch-modes", "recache,re-cache"])
             self.assertIn("unknown --switch-modes re-cache", str(e.exception))
@@ -249,6 +267,22 @@ class MicroTraining(unittest.TestCase):
                 by = ae["subject_by_kind"][side]
                 self.assertEqual(sum(n for _, n in by.values()), 2 * 3)
                 self.assertAlmostEqual(sum(h for h, _ in by.values()) / 6, ae[side]["subject"], places=6)
+            # per clip (as run.py's hits) and by the subject's drawn size; by_size.py reads the same
+            # bins back from the hits of the file, and refuses files judged on other videos
+            self.assertAlmostEqual(sum(map(sum, ae["hits"]["roundtrip"]["subject"])) / 6, ae["roundtrip"]["subject"],
+                                   places=6)
+            from eval import by_size
+            mcfg = vinit.load(paths[0])[0].cfg
+            cv = mcfg["stream"]["chunk_frames"] * mcfg["video"]["temporal_stride"]
+            with redirect_stdout(io.StringIO()) as out:
+                rows = by_size.main([os.path.join(d, "ae.json"), "--chunk-video", str(cv),
+                                     "--size", str(mcfg["video"]["width"]), "--fps", str(mcfg["video"]["fps"])])
+            self.assertEqual([lab for lab, _ in rows], ["real renders", "round trip, " + ae["label"]])
+            self.assertEqual(rows[1][1], ae["subject_by_size"]["roundtrip"])
+            self.assertIn("| subject radius | < 12 px |", out.getvalue())
+            with self.assertRaises(SystemExit) as e:
+                by_size.main([os.path.join(d, "ae.json"), os.path.join(rdir, "eval_sw.json")])
+            self.assertIn("judged on different videos", str(e.exception))
             # sdedit: real first chunks noised to each level and denoised by the model; level 0 is the
             # autoencoder's round trip (no latent error); the same noise twice gives the same hits
             from eval import sdedit
@@ -393,6 +427,20 @@ class MicroTraining(unittest.TestCase):
         self.assertEqual([m.tolist() for m in shown], [[True, False], [True, False]])
         chunks = [({"subject": torch.tensor([True, True])}, None), ({"subject": torch.tensor([False, True])}, None)]
         self.assertEqual(M.hits_where(chunks, shown, "subject"), 1)  # of the 2 clips shown
+        # subject_radius: a small subject is drawn 0.22 x 0.72 of the half-frame, a zoom-in enlarges it
+        # up to 1.8x; subject_by_size bins the clips that show the subject by that radius
+        from world import subject_radius
+        rad = subject_radius([centre, scene("zoom_in")], 48)
+        self.assertTrue(torch.allclose(rad[0], torch.full((48,), 0.22 * 0.72 * 64)))
+        self.assertAlmostEqual(float(rad[1, 0]), 0.22 * 0.72 * 64, places=4)
+        self.assertTrue(bool((rad[1, 1:] >= rad[1, :-1]).all()) and float(rad[1, -1]) > 1.3 * float(rad[1, 0]))
+        self.assertLessEqual(float(rad[1].max()), 1.8 * float(rad[1, 0]) + 1e-4)
+        by = M.subject_by_size([[1, 0], [1, 1]], [centre, outside], 12)  # the outside one is never shown
+        self.assertEqual(list(by), M.size_bins())
+        self.assertEqual(by["< 12 px"], [1, 2])
+        self.assertEqual(sum(n for _, n in by.values()), 2)
+        big = scene(size="big")  # 18.3 pixels: the third bin
+        self.assertEqual(M.subject_by_size([[1, 1]], [big], 12)["16-22 px"], [2, 2])
 
     def test_probe_width(self):
         """A probe keeps its width in its checkpoint (in a folder it creates): it resumes and loads at
@@ -758,6 +806,22 @@ class MicroTraining(unittest.TestCase):
             with self.assertRaises(SystemExit) as e:
                 run("student", os.path.join(d, "ck2"), "--arch", "mla", "--student-from", path, "--steps", "1")
             self.assertIn("is an mha model, not mla", str(e.exception))
+            # --ffn-dim with --student-from: a student wider than its file (the file's function at the
+            # start, as a widened teacher), exported at its width; a folder's student keeps its width
+            out = run("student", os.path.join(d, "ck2"), "--arch", "mla", "--student-from", mpath, "--steps", "1",
+                      "--fake-warmup", "1", "--ffn-dim", str(3 * cfg["ffn_dim"] // 2))
+            self.assertIn(f"widened from {mcfg['ffn_dim']} to {3 * cfg['ffn_dim'] // 2}", out)
+            self.assertIn("stage=student_mla step=1/1 done", out)
+            m, _ = export.build(os.path.join(d, "ck2"), "mla", "student")
+            self.assertEqual(m.cfg["ffn_dim"], 3 * cfg["ffn_dim"] // 2)
+            self.assertEqual(m.state_dict()["blocks.0.ffn.0.weight"].shape[0], 3 * cfg["ffn_dim"] // 2)
+            with self.assertRaises(SystemExit) as e:
+                run("student", os.path.join(d, "ck2"), "--arch", "mla", "--steps", "2", "--ffn-dim", str(2 * cfg["ffn_dim"]))
+            self.assertIn("a student of another width starts in a new folder", str(e.exception))
+            os.remove(os.path.join(d, "ck2", "student_mha.pt"))
+            with self.assertRaises(SystemExit) as e:  # a student from the teacher has the teacher's width
+                run("student", os.path.join(d, "ck2"), "--arch", "mha", "--steps", "1", "--ffn-dim", str(3 * cfg["ffn_dim"]))
+            self.assertIn("widens a student that starts apart from its teacher", str(e.exception))
 
     def test_chain_from_model_file(self):
         """A new chain from a shipped model file (the int8 export): ae --init-from takes its

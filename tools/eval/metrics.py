@@ -1,11 +1,12 @@
 """Generation and metrics for the quality report."""
+import bisect
 import contextlib
 
 import torch
 
 from vmla_ref import stream as vs
 from vmla_ref.model import Tokenizer
-from world import LABELS, prompt_schedule, render, subject_on_screen
+from world import LABELS, prompt_schedule, render, subject_on_screen, subject_radius
 
 from .probe import ATTRS, label_tensor
 
@@ -178,6 +179,37 @@ def shown_chunks(scenes, n_chunks, chunk_video, fps=16):
     either, so no probe can read it there."""
     on = subject_on_screen(scenes, n_chunks * chunk_video, fps).float()
     return [on[:, k * chunk_video:(k + 1) * chunk_video].mean(1) >= 0.5 for k in range(n_chunks)]
+
+
+# radii in pixels (subject_radius, 128 x 128) that part the clips by the subject's drawn size: the
+# world's small / normal / big subjects are 10 / 14 / 18 pixels, a zoom-in multiplies them by up to 1.8
+SIZE_EDGES = (12.0, 16.0, 22.0)
+
+
+def size_bins(edges=SIZE_EDGES):
+    """The names of the bins of subject_by_size, smallest first."""
+    return ([f"< {edges[0]:g} px"] + [f"{a:g}-{b:g} px" for a, b in zip(edges, edges[1:])]
+            + [f">= {edges[-1]:g} px"])
+
+
+def subject_by_size(hits, scenes, chunk_video, fps=16, size=128, edges=SIZE_EDGES):
+    """Subject hits by the drawn size of the subject: {bin: [hits, clips]} (size_bins' names) over the
+    clips whose real render shows the subject (shown_chunks), each in the bin of its subject's mean
+    radius in pixels over the chunk (subject_radius). hits: [video][chunk] of 0/1 (clip_hits'
+    "subject"), from the clips of `scenes`. How much of the subject a model or an autoencoder keeps
+    as the subject spans fewer latent cells."""
+    n_chunks = len(hits[0])
+    shown = shown_chunks(scenes, n_chunks, chunk_video, fps)
+    rad = subject_radius(scenes, n_chunks * chunk_video, size, fps).view(len(scenes), n_chunks, chunk_video).mean(2)
+    names = size_bins(edges)
+    out = {n: [0, 0] for n in names}
+    for v in range(len(scenes)):
+        for c in range(n_chunks):
+            if bool(shown[c][v]):
+                cell = out[names[bisect.bisect_right(edges, float(rad[v, c]))]]
+                cell[0] += int(hits[v][c])
+                cell[1] += 1
+    return out
 
 
 def hits_where(chunks, masks, attr):

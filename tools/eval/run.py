@@ -54,10 +54,23 @@ SWITCH_MODES = {"recache": dict(switch=True, recache=True), "no_recache": dict(s
                 "no_switch": dict(switch=False)}
 
 
+def parse_timesteps(text):
+    """--timesteps: strictly decreasing values in (0, 1000], the first 1000 (a rollout starts from noise)."""
+    try:
+        ts = [float(t) for t in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"eval: --timesteps {text}: not a comma-separated list of numbers")
+    if ts[0] != 1000 or any(b >= a for a, b in zip(ts, ts[1:])) or ts[-1] <= 0:
+        raise SystemExit(f"eval: --timesteps {text}: must start at 1000 and decrease, staying above 0")
+    return ts
+
+
 def eval_model(path, probe, world, args, dev, log, label=None):
     model, vocab, meta = vinit.load(path)
     model = model.to(dev).eval()
     cfg = model.cfg
+    if getattr(args, "timesteps", None):
+        cfg["sampler"]["timesteps"] = parse_timesteps(args.timesteps)
     cv = cfg["stream"]["chunk_frames"] * cfg["video"]["temporal_stride"]
     size = cfg["video"]["width"]
     res = {"name": label or os.path.basename(path), "file": os.path.basename(path), "attention": cfg["attention"],
@@ -65,6 +78,7 @@ def eval_model(path, probe, world, args, dev, log, label=None):
            "cache_values_per_token": (cfg["mla"]["kv_latent"] + cfg["mla"]["rope_dim"]) if cfg["attention"] == "mla"
            else 2 * cfg["heads"] * cfg["head_dim"],
            "sampler": f"{cfg['sampler']['kind']} x{len(cfg['sampler']['timesteps'])}"
+                      + (f" at {','.join(f'{t:g}' for t in cfg['sampler']['timesteps'])}" if getattr(args, "timesteps", None) else "")
                       + (f", guidance {args.guidance:g}" if args.guidance != 1.0 else ""), "guidance": args.guidance}
     # adherence, temporal consistency, distribution distance (scenes without events)
     scenes = M.eval_scenes(world, args.n_videos, args.chunks * cv)
@@ -84,6 +98,8 @@ def eval_model(path, probe, world, args, dev, log, label=None):
              "real": M.readings_by_class(pr, scenes, cv, "subject")}
     res["subject_by_kind"] = {side: M.adherence_by_class(t, "subject") for side, t in table.items()}
     res["subject_misread"] = {side: M.misreadings(t) for side, t in table.items()}
+    res["subject_by_size"] = {side: M.subject_by_size(M.clip_hits(chunks)["subject"], scenes, cv, cfg["video"]["fps"], size)
+                              for side, chunks in (("generated", pg), ("real", pr))}
     eg, er = torch.cat([c[1] for c in pg]), torch.cat([c[1] for c in pr])
     res["fd"] = M.frechet(eg, er)
     res["fd_real_split"] = M.frechet(er[: len(er) // 2], er[len(er) // 2:])
@@ -322,6 +338,9 @@ def main(argv=None):
     ap.add_argument("--guidance", type=float, default=1.0,
                     help="classifier-free guidance scale of the generation (1: none, as the engine samples); "
                          "for undistilled flow models: their guided samples are what the students learn from")
+    ap.add_argument("--timesteps", default=None,
+                    help="comma-separated sampler timesteps that replace the models' own (e.g. 1000,700,400,100; "
+                         "the shift stays the model's): how a few-step student samples on another grid")
     ap.add_argument("--max-minutes", type=float, default=9.0)
     ap.add_argument("--device", default=None)
     ap.add_argument("--size", type=int, default=128, help="world frame size (the models' video size)")
@@ -334,6 +353,8 @@ def main(argv=None):
                     help="no evaluation: write the report from the eval_*.json and ranks_*.json files")
     a = ap.parse_args(argv)
     rdir = a.results_dir or a.ckpt_dir
+    if a.timesteps:
+        parse_timesteps(a.timesteps)  # a bad list fails before the probe trains
     unknown = set(a.switch_modes.split(",")) - set(SWITCH_MODES)
     if unknown:
         raise SystemExit(f"eval: unknown --switch-modes {', '.join(sorted(unknown))} "

@@ -6,7 +6,7 @@
 Each scene has `prompt` (before its event), `prompt2` (after; equal without event), `event_text`,
 and the attributes used by the evaluation probe (scene.LABELS).
 """
-from .render import render, subject_on_screen
+from .render import render, subject_on_screen, subject_radius
 from .scene import LABELS, prompt_schedule, sample_scene
 
 
@@ -27,4 +27,4 @@ class World:
         return render(scenes, n_frames, self.size, self.fps, device, frame0), scenes
 
 
-__all__ = ["World", "render", "subject_on_screen", "sample_scene", "prompt_schedule", "LABELS"]
+__all__ = ["World", "render", "subject_on_screen", "subject_radius", "sample_scene", "prompt_schedule", "LABELS"]
