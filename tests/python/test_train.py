@@ -499,6 +499,26 @@ class MicroTraining(unittest.TestCase):
         self.assertGreater(wide[1] - wide[0], narrow[1] - narrow[0])
         self.assertTrue(narrow[0] < sum(map(sum, a)) / sum(map(sum, b)) - 1 < narrow[1])
         self.assertEqual(M.paired_interval(a, b), narrow)
+        # paired.py: the same comparison from result files, found by label in --dir or by path
+        from eval import paired
+        with tempfile.TemporaryDirectory() as d:
+            for name, hits in (("a", a), ("b", b), ("short", a[:12])):
+                with open(os.path.join(d, f"eval_{name}.json"), "w") as f:
+                    json.dump({"name": name, "chunks": 5, "hits": {"subject": hits, "colour": hits}}, f)
+            with redirect_stdout(io.StringIO()) as out:
+                rows = paired.main(["--dir", d, "a:" + os.path.join(d, "eval_b.json"), "--attrs", "subject"])
+            diff, lo, hi = rows[0][1]["subject"]
+            self.assertAlmostEqual(diff, sum(map(sum, a)) / sum(map(sum, b)) - 1)
+            self.assertEqual((lo, hi), narrow)
+            self.assertIn("| a against ", out.getvalue())
+            for pair, msg in (("a:short", "judged on different videos"), ("a:c", "no eval_c.json"),
+                              ("a", "a pair is A:B")):
+                with self.assertRaises(SystemExit) as e:
+                    paired.main(["--dir", d, pair, "--attrs", "subject"])
+                self.assertIn(msg, str(e.exception))
+            with self.assertRaises(SystemExit) as e:
+                paired.main(["--dir", d, "a:b"])
+            self.assertIn("no readings of motion, setting, camera", str(e.exception))
 
     def test_guided_generation(self):
         """The evaluation's classifier-free guidance: scale 1 is the plain sampler, scale 0 samples the
