@@ -279,6 +279,11 @@ class MicroTraining(unittest.TestCase):
                                      "--size", str(mcfg["video"]["width"]), "--fps", str(mcfg["video"]["fps"])])
             self.assertEqual([lab for lab, _ in rows], ["real renders", "round trip, " + ae["label"]])
             self.assertEqual(rows[1][1], ae["subject_by_size"]["roundtrip"])
+            from eval import metrics as M
+            from world import World
+            scenes = M.eval_scenes(World(seed=M.WORLD_SEED, size=mcfg["video"]["width"]), 2, 3 * cv)
+            bare = {k: v for k, v in ae.items() if k != "subject_by_size"}  # a file of before: from its hits
+            self.assertEqual(by_size.rows_of(bare, scenes, cv, mcfg["video"]["fps"], mcfg["video"]["width"]), rows)
             self.assertIn("| subject radius | < 12 px |", out.getvalue())
             with self.assertRaises(SystemExit) as e:
                 by_size.main([os.path.join(d, "ae.json"), os.path.join(rdir, "eval_sw.json")])

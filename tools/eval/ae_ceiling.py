@@ -92,11 +92,12 @@ def main(argv=None):
            "n_videos": len(scenes), "chunks": a.chunks, "psnr": float(-10 * math.log10(se / n))}
     weather = torch.tensor([s["particles"] != "none" for s in scenes])
     res["subject_by_weather"] = {"videos": {"with": int(weather.sum()), "without": int((~weather).sum())}}
-    hits_of = {}
+    res["hits"] = {}  # per video and chunk, as run.py's
     for name, batches in parts.items():
         chunks = [({k: torch.cat([b[c][k] for b in batches]) for k in ATTRS},) for c in range(a.chunks)]
-        hits_of[name] = [c[0] for c in chunks]
         res[name] = M.adherence(chunks)
+        if name in reads:
+            res["hits"][name] = M.clip_hits(chunks)
         hits = torch.stack([c[0]["subject"].cpu() for c in chunks], 1).float()  # [video, chunk]
         res["subject_by_weather"][name] = {w: float(hits[m].mean()) if m.any() else None
                                            for w, m in (("with", weather), ("without", ~weather))}
@@ -106,9 +107,7 @@ def main(argv=None):
     # per prompted kind, as tools/eval/run.py reports a model's (subject_by_kind: [hits, clips]), so that
     # what the autoencoder loses of each kind compares with what a model on it loses
     res["subject_by_kind"] = {name: M.adherence_by_class(M.tally(r), "subject") for name, r in reads.items()}
-    # per video and chunk (as run.py's "hits"), and by the subject's drawn size: what the round trip
-    # keeps of a subject that spans fewer latent cells
-    res["hits"] = {name: M.clip_hits([(h,) for h in hits_of[name]]) for name in reads}
+    # by the subject's drawn size: what the round trip keeps of a subject that spans fewer latent cells
     res["subject_by_size"] = {name: M.subject_by_size(res["hits"][name]["subject"], scenes, cv,
                                                       cfg["video"]["fps"], size) for name in reads}
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

@@ -7,8 +7,8 @@ generated or rendered: the evaluation's scenes are drawn again from the world's 
 
     /usr/bin/python3 tools/eval/by_size.py CK/eval/ae_ceiling.json CK/eval/eval_vmla-tiny.json ...
 
-Prints a markdown table, a row per reading (clips per bin in the first row). Files of run.py written
-before it reported the size use their "hits"; newer ones carry "subject_by_size" itself.
+Prints a markdown table, a row per reading (clips per bin in the first row). Files written before
+the tools reported the size are binned from their "hits"; newer ones carry "subject_by_size" itself.
 """
 import argparse
 import json
@@ -29,10 +29,10 @@ def rows_of(res, scenes, chunk_video, fps, size):
     if "subject" in hits:  # run.py: the generated clips
         by = (res.get("subject_by_size") or {}).get("generated")
         return [(res.get("name", "model"), by or M.subject_by_size(hits["subject"], scenes, chunk_video, fps, size))]
-    out = []
+    out, stored = [], res.get("subject_by_size") or {}
     for side, label in (("real", "real renders"), ("roundtrip", f"round trip, {res.get('label', 'autoencoder')}")):
         if side in hits:
-            out.append((label, M.subject_by_size(hits[side]["subject"], scenes, chunk_video, fps, size)))
+            out.append((label, stored.get(side) or M.subject_by_size(hits[side]["subject"], scenes, chunk_video, fps, size)))
     if not out:
         raise SystemExit(f"by_size: {res.get('name') or res.get('label')}: no readings per clip ('hits') in the file")
     return out

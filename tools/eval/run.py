@@ -69,7 +69,7 @@ def eval_model(path, probe, world, args, dev, log, label=None):
     model, vocab, meta = vinit.load(path)
     model = model.to(dev).eval()
     cfg = model.cfg
-    if getattr(args, "timesteps", None):
+    if args.timesteps:
         cfg["sampler"]["timesteps"] = parse_timesteps(args.timesteps)
     cv = cfg["stream"]["chunk_frames"] * cfg["video"]["temporal_stride"]
     size = cfg["video"]["width"]
@@ -78,7 +78,7 @@ def eval_model(path, probe, world, args, dev, log, label=None):
            "cache_values_per_token": (cfg["mla"]["kv_latent"] + cfg["mla"]["rope_dim"]) if cfg["attention"] == "mla"
            else 2 * cfg["heads"] * cfg["head_dim"],
            "sampler": f"{cfg['sampler']['kind']} x{len(cfg['sampler']['timesteps'])}"
-                      + (f" at {','.join(f'{t:g}' for t in cfg['sampler']['timesteps'])}" if getattr(args, "timesteps", None) else "")
+                      + (f" at {','.join(f'{t:g}' for t in cfg['sampler']['timesteps'])}" if args.timesteps else "")
                       + (f", guidance {args.guidance:g}" if args.guidance != 1.0 else ""), "guidance": args.guidance}
     # adherence, temporal consistency, distribution distance (scenes without events)
     scenes = M.eval_scenes(world, args.n_videos, args.chunks * cv)
@@ -98,8 +98,8 @@ def eval_model(path, probe, world, args, dev, log, label=None):
              "real": M.readings_by_class(pr, scenes, cv, "subject")}
     res["subject_by_kind"] = {side: M.adherence_by_class(t, "subject") for side, t in table.items()}
     res["subject_misread"] = {side: M.misreadings(t) for side, t in table.items()}
-    res["subject_by_size"] = {side: M.subject_by_size(M.clip_hits(chunks)["subject"], scenes, cv, cfg["video"]["fps"], size)
-                              for side, chunks in (("generated", pg), ("real", pr))}
+    res["subject_by_size"] = {side: M.subject_by_size(hits, scenes, cv, cfg["video"]["fps"], size) for side, hits in
+                              (("generated", res["hits"]["subject"]), ("real", M.clip_hits(pr)["subject"]))}
     eg, er = torch.cat([c[1] for c in pg]), torch.cat([c[1] for c in pr])
     res["fd"] = M.frechet(eg, er)
     res["fd_real_split"] = M.frechet(er[: len(er) // 2], er[len(er) // 2:])
