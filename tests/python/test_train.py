@@ -284,6 +284,11 @@ class MicroTraining(unittest.TestCase):
             scenes = M.eval_scenes(World(seed=M.WORLD_SEED, size=mcfg["video"]["width"]), 2, 3 * cv)
             bare = {k: v for k, v in ae.items() if k != "subject_by_size"}  # a file of before: from its hits
             self.assertEqual(by_size.rows_of(bare, scenes, cv, mcfg["video"]["fps"], mcfg["video"]["width"]), rows)
+            # --kind: the videos of one prompted subject; the kinds' clips add up to all of them
+            per_kind = [by_size.rows_of(ae, scenes, cv, mcfg["video"]["fps"], mcfg["video"]["width"], k)[1][1]
+                        for k in world_labels["subject"]]
+            for b, (h, n) in rows[1][1].items():
+                self.assertEqual([sum(p[b][0] for p in per_kind), sum(p[b][1] for p in per_kind)], [h, n])
             self.assertIn("| subject radius | < 12 px |", out.getvalue())
             with self.assertRaises(SystemExit) as e:
                 by_size.main([os.path.join(d, "ae.json"), os.path.join(rdir, "eval_sw.json")])

@@ -198,11 +198,13 @@ def subject_by_size(hits, scenes, chunk_video, fps=16, size=128, edges=SIZE_EDGE
     radius in pixels over the chunk (subject_radius). hits: [video][chunk] of 0/1 (clip_hits'
     "subject"), from the clips of `scenes`. How much of the subject a model or an autoencoder keeps
     as the subject spans fewer latent cells."""
+    names = size_bins(edges)
+    out = {n: [0, 0] for n in names}
+    if not scenes:
+        return out
     n_chunks = len(hits[0])
     shown = shown_chunks(scenes, n_chunks, chunk_video, fps)
     rad = subject_radius(scenes, n_chunks * chunk_video, size, fps).view(len(scenes), n_chunks, chunk_video).mean(2)
-    names = size_bins(edges)
-    out = {n: [0, 0] for n in names}
     for v in range(len(scenes)):
         for c in range(n_chunks):
             if bool(shown[c][v]):
