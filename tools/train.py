@@ -471,8 +471,8 @@ class Parallel:
 
     def mean(self, *values):
         """Means over the processes of scalar tensors (the logged losses)."""
-        if self.world == 1:
-            return tuple(float(v) for v in values)
+        if self.world == 1:  # detached: a loss that needs its graph still logs without a warning
+            return tuple(float(v.detach()) if torch.is_tensor(v) else float(v) for v in values)
         t = torch.stack([v.detach().float().reshape(()) for v in values]).to(self.device())
         dist.all_reduce(t)
         return tuple((t / self.world).tolist())
