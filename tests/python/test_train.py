@@ -195,6 +195,8 @@ class MicroTraining(unittest.TestCase):
                 text = f.read()
             self.assertIn(f"| sw ({r['switch_events']['0']} / ", text)
             self.assertIn("## Subject accuracy by kind", text)
+            self.assertIn("## Subject accuracy by drawn size", text)
+            self.assertIn("| model | < 12 px | 12-16 px | 16-22 px | >= 22 px |", text)
             self.assertIn("Most frequent misreadings of the subject", text)
             self.assertIn("| in the picture: subject / colour / motion |", text)
             # --timesteps: the same model sampled on another grid of the same length, named in the result

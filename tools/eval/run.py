@@ -288,6 +288,17 @@ def write_report(path, results, ranks, args):
                 for label, mis in rows:
                     top = ", ".join(f"{k.replace('>', ' as ')} {n}" for k, n in list(mis.items())[:6])
                     L.append(f"- {label}: {top or 'none'}")
+        sized = [r for r in results if "subject_by_size" in r]  # older result files lack it
+        if sized:
+            bins = list(sized[0]["subject_by_size"]["real"])
+            L += ["", "## Subject accuracy by drawn size (probe accuracy, %; clips that show the subject, by the "
+                  "subject's radius in pixels; clips in brackets)", "",
+                  "| model | " + " | ".join(bins) + " |", "|---|" + "---|" * len(bins)]
+            rows = [(r["name"], r["subject_by_size"]["generated"]) for r in sized]
+            rows.append(("real renders (ceiling)", sized[0]["subject_by_size"]["real"]))
+            for label, by in rows:  # by: bin -> [hits, clips]
+                L.append(f"| {label} | " + " | ".join(
+                    f"{pct(by[n][0] / by[n][1])} ({by[n][1]})" if by.get(n, [0, 0])[1] else "-" for n in bins) + " |")
         L += ["", "## Temporal consistency, distribution distance, drift", "",
               "| model | frame diff inside chunks | at chunk boundaries | boundary/inside | Frechet distance "
               "(probe) | drift: adherence first/last 10 s (quarter if shorter) | luma first/last |", "|---|---|---|---|---|---|---|"]
