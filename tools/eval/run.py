@@ -65,6 +65,16 @@ def parse_timesteps(text):
     return ts
 
 
+def counts_table(title, results, key):
+    """A report section of results[i][key] = {"generated": {class: [hits, clips]}, "real": ...}: a row per
+    model and the real renders' row (the ceiling), accuracy and clips per class ("-" where none)."""
+    names = list(results[0][key]["real"])
+    rows = [(r["name"], r[key]["generated"]) for r in results] + [("real renders (ceiling)", results[0][key]["real"])]
+    return ["", f"## {title}", "", "| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)] + [
+        f"| {label} | " + " | ".join(f"{pct(by[n][0] / by[n][1])} ({by[n][1]})" if by.get(n, [0, 0])[1] else "-"
+                                     for n in names) + " |" for label, by in rows]
+
+
 def eval_model(path, probe, world, args, dev, log, label=None):
     model, vocab, meta = vinit.load(path)
     model = model.to(dev).eval()
@@ -272,14 +282,8 @@ def write_report(path, results, ranks, args):
                      f"PSNR {ae['psnr']:.1f} dB) | " + " | ".join(pct(ae["roundtrip"][a]) for a in ATTRS) + " | |")
         kinds = [r for r in results if "subject_by_kind" in r]  # older result files lack it
         if kinds:
-            names = list(kinds[0]["subject_by_kind"]["real"])
-            L += ["", "## Subject accuracy by kind (probe accuracy, %; clips in brackets)", "",
-                  "| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-            rows = [(r["name"], r["subject_by_kind"]["generated"]) for r in kinds]
-            rows.append(("real renders (ceiling)", kinds[0]["subject_by_kind"]["real"]))
-            for label, by in rows:  # by: kind -> [hits, clips]
-                L.append(f"| {label} | " + " | ".join(
-                    f"{pct(by[n][0] / by[n][1])} ({by[n][1]})" if n in by else "" for n in names) + " |")
+            L += counts_table("Subject accuracy by kind (probe accuracy, %; clips in brackets)", kinds,
+                              "subject_by_kind")
             misread = [r for r in results if "subject_misread" in r]
             if misread:
                 L += ["", "Most frequent misreadings of the subject (prompted > read, clips):", ""]
@@ -290,15 +294,8 @@ def write_report(path, results, ranks, args):
                     L.append(f"- {label}: {top or 'none'}")
         sized = [r for r in results if "subject_by_size" in r]  # older result files lack it
         if sized:
-            bins = list(sized[0]["subject_by_size"]["real"])
-            L += ["", "## Subject accuracy by drawn size (probe accuracy, %; clips that show the subject, by the "
-                  "subject's radius in pixels; clips in brackets)", "",
-                  "| model | " + " | ".join(bins) + " |", "|---|" + "---|" * len(bins)]
-            rows = [(r["name"], r["subject_by_size"]["generated"]) for r in sized]
-            rows.append(("real renders (ceiling)", sized[0]["subject_by_size"]["real"]))
-            for label, by in rows:  # by: bin -> [hits, clips]
-                L.append(f"| {label} | " + " | ".join(
-                    f"{pct(by[n][0] / by[n][1])} ({by[n][1]})" if by.get(n, [0, 0])[1] else "-" for n in bins) + " |")
+            L += counts_table("Subject accuracy by drawn size (probe accuracy, %; clips that show the subject, by "
+                              "the subject's radius in pixels; clips in brackets)", sized, "subject_by_size")
         L += ["", "## Temporal consistency, distribution distance, drift", "",
               "| model | frame diff inside chunks | at chunk boundaries | boundary/inside | Frechet distance "
               "(probe) | drift: adherence first/last 10 s (quarter if shorter) | luma first/last |", "|---|---|---|---|---|---|---|"]
